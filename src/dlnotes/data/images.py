@@ -1,0 +1,92 @@
+"""Image datasets: MNIST and Fashion-MNIST (IDX), Omniglot (zips of PNGs), built-in 8x8 digits.
+
+All loaders return uint8 tensors ``(N, H, W)`` and int64 labels; models scale to [0, 1] themselves.
+Omniglot is decoded once into a tensor cache (written atomically) in the cache folder.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import struct
+import zipfile
+
+import numpy as np
+import torch
+
+from .registry import cache_dir, path
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                   "Bag", "Ankle boot"]
+
+
+def read_idx(raw: bytes) -> np.ndarray:
+    """Parse an IDX file (big-endian header: magic, dims, then uint8 data)."""
+    magic = struct.unpack(">I", raw[:4])[0]
+    if magic >> 8 != 0x08:
+        raise ValueError(f"not a uint8 IDX file (magic {magic:#x})")
+    ndim = magic & 0xFF
+    dims = struct.unpack(">" + "I" * ndim, raw[4: 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"IDX size mismatch: header says {dims}, found {data.size} values")
+    return data.reshape(dims)
+
+
+def _idx_dataset(name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if split not in ("train", "test"):
+        raise ValueError(f"{name} split must be train or test, not {split!r}")
+    stem = "train" if split == "train" else "t10k"
+    images = read_idx(gzip.decompress(path(name, f"{stem}-images-idx3-ubyte.gz").read_bytes()))
+    labels = read_idx(gzip.decompress(path(name, f"{stem}-labels-idx1-ubyte.gz").read_bytes()))
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+def mnist(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    return _idx_dataset("mnist", split)
+
+
+def fashion_mnist(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    return _idx_dataset("fashion_mnist", split)
+
+
+def digits8x8() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's bundled 1797 handwritten digits, 8x8, rescaled from 0..16 to 0..255."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = torch.from_numpy((d.images * (255.0 / 16.0)).round().astype(np.uint8))
+    return images, torch.from_numpy(d.target.astype(np.int64))
+
+
+def omniglot(split: str = "background", size: int = 28) -> tuple[torch.Tensor, list[tuple[str, str]]]:
+    """Omniglot characters as ``(n_chars, 20, size, size)`` uint8 (ink = 255) and their
+    ``(alphabet, character)`` names. ``split``: background, evaluation, background_small1/2."""
+    zipname = f"images_{split}.zip"
+    zpath = path("omniglot", zipname)
+    cache = cache_dir() / f"omniglot_{split}_{size}.pt"
+    if cache.exists():
+        blob = torch.load(cache, weights_only=True)
+        return blob["images"], [tuple(x.split("/")) for x in blob["names"]]
+    from PIL import Image
+
+    groups: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+    with zipfile.ZipFile(zpath) as z:
+        for member in z.namelist():
+            if not member.endswith(".png"):
+                continue
+            parts = member.split("/")
+            groups.setdefault((parts[-3], parts[-2]), []).append((parts[-1], z.read(member)))
+    names = sorted(groups)
+    out = torch.zeros(len(names), 20, size, size, dtype=torch.uint8)
+    for i, key in enumerate(names):
+        files = sorted(groups[key])
+        if len(files) != 20:
+            raise ValueError(f"{zpath}: character {key} has {len(files)} drawings, expected 20")
+        for j, (_, raw) in enumerate(files):
+            img = Image.open(io.BytesIO(raw)).convert("L").resize((size, size), Image.BILINEAR)
+            out[i, j] = torch.from_numpy(255 - np.asarray(img, dtype=np.uint8))
+    tmp = cache.with_name(f".{cache.name}.tmp{os.getpid()}")
+    torch.save({"images": out, "names": ["/".join(n) for n in names]}, tmp)
+    os.replace(tmp, cache)
+    return out, names
