@@ -9,6 +9,7 @@ import time
 import traceback
 from pathlib import Path
 
+from ..data.registry import DataError
 from . import recipes as R
 from .run import atomic_write_text
 
@@ -19,6 +20,12 @@ def select(lecture: int | None = None, names: list[str] | None = None) -> list[R
         return [R.get(n) for n in names]
     recs = sorted(reg.values(), key=lambda r: (r.lecture, r.name))
     return [r for r in recs if lecture is None or r.lecture == lecture]
+
+
+def _status(row: dict, met) -> str:
+    if row["error"]:
+        return "no data" if row["error"].startswith("no data") else "error"
+    return "pass" if met else ("fail" if met is False else "-")
 
 
 def _fmt(v) -> str:
@@ -37,6 +44,9 @@ def reproduce(recipes: list[R.Recipe], *, preset: str = "full", runs_root="runs"
         try:
             run_dir, result = R.execute(rec.name, preset=preset, runs_root=runs_root, seed=seed, device=device, amp=amp)
             rows.append({"recipe": rec, "dir": Path(run_dir), "result": result, "error": None})
+        except DataError as e:  # data root lacks this recipe's dataset: say so, go on
+            print(f"   skipped: {str(e).splitlines()[0]}", file=sys.stderr)
+            rows.append({"recipe": rec, "dir": None, "result": {}, "error": f"no data: {str(e).splitlines()[0]}"})
         except Exception as e:  # one broken recipe must not hide the others' results
             traceback.print_exc()
             rows.append({"recipe": rec, "dir": None, "result": {}, "error": f"{type(e).__name__}: {e}"})
@@ -56,7 +66,7 @@ def write_report(rows: list[dict], out: Path, preset: str) -> None:
         metric = tgt.metric if tgt else next((k for k in res if k not in ("wall_s", "peak_rss_mb", "target")), "")
         value = res.get(metric)
         met = res.get("target", {}).get("met") if tgt else None
-        status = "error" if row["error"] else ("pass" if met else ("fail" if met is False else "-"))
+        status = _status(row, met)
         cmd = R.command_for(rec, preset)
         md.append(f"| {rec.name} | {rec.lecture} | {metric} | {_fmt(value)} | {tgt or ''} | "
                   f"{tgt.source if tgt else ''} | {status} | {_fmt(res.get('wall_s'))} | `{cmd}` |")
@@ -104,7 +114,7 @@ def _to_html(rows, out: Path, preset: str) -> str:
         tgt = rec.target
         metric = tgt.metric if tgt else ""
         met = res.get("target", {}).get("met") if tgt else None
-        status = "error" if row["error"] else ("pass" if met else ("fail" if met is False else "-"))
+        status = _status(row, met)
         parts.append(f"<tr class='{status}'><td><a href='#{esc(rec.name)}'>{esc(rec.name)}</a></td><td>{rec.lecture}</td>"
                      f"<td>{esc(metric)}</td><td>{esc(_fmt(res.get(metric)))}</td><td>{esc(str(tgt or ''))}</td>"
                      f"<td>{esc(tgt.source if tgt else '')}</td><td>{status}</td><td>{esc(_fmt(res.get('wall_s')))}</td></tr>")

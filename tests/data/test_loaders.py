@@ -1,0 +1,105 @@
+"""Loaders on the real files: counts, shapes and label ranges match the data README."""
+import numpy as np
+import pytest
+import torch
+
+from dlnotes.data import images as I
+from dlnotes.data import registry as R
+from dlnotes.data import text as T
+from tests.conftest import needs_data
+
+
+def test_registry_lists_every_dataset_with_checksums():
+    reg = R.registry()
+    assert {"mnist", "fashion_mnist", "omniglot", "shakespeare", "timemachine", "ptb", "multi30k", "sst2",
+            "wordsim", "tatoeba_fra_eng", "english_corpus"} <= set(reg)
+    for name, d in reg.items():
+        for f, info in d["files"].items():
+            assert len(info["sha256"]) == 64 and info["bytes"] > 0, (name, f)
+
+
+@needs_data("mnist", "fashion_mnist")
+@pytest.mark.parametrize("loader,name", [(I.mnist, "mnist"), (I.fashion_mnist, "fashion_mnist")])
+def test_idx_images(loader, name):
+    splits = R.registry()[name]["splits"]
+    for split in ("train", "test"):
+        x, y = loader(split)
+        assert x.shape == (splits[split]["n"], 28, 28) and x.dtype == torch.uint8
+        assert torch.bincount(y, minlength=10).tolist() == splits[split]["label_counts"]
+        assert abs(x.float().mean().item() - splits[split]["pixel_mean"]) < 1e-3
+
+
+def test_builtin_digits_and_text():
+    x, y = I.digits8x8()
+    assert x.shape == (1797, 8, 8) and int(x.max()) == 255 and set(y.tolist()) == set(range(10))
+    text = T.builtin_text()
+    assert len(text) > 400_000 and "the" in text
+
+
+@needs_data("omniglot")
+def test_omniglot_small_split_decodes_to_characters(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLNOTES_CACHE", str(tmp_path))
+    imgs, names = I.omniglot("background_small1", size=28)
+    assert imgs.shape == (136, 20, 28, 28) and len(names) == 136
+    assert len({a for a, _ in names}) == 5
+    ink = imgs.float().mean() / 255
+    assert 0.02 < ink < 0.4  # strokes are ink (255) on a blank background (0)
+    again, names2 = I.omniglot("background_small1", size=28)  # from the cache
+    assert torch.equal(again, imgs) and names2 == names
+
+
+@needs_data("ptb", "shakespeare", "timemachine")
+def test_text_corpora_counts():
+    splits = R.registry()["ptb"]["splits"]
+    for split in ("train", "valid", "test"):
+        sents = T.ptb(split)
+        assert len(sents) == splits[split]["sentences"]
+        assert sum(map(len, sents)) == splits[split]["tokens"]
+    assert len({w for s in T.ptb("train") for w in s}) + 1 == R.registry()["ptb"].get("vocab_size_incl_eos", 10000)
+    s = T.shakespeare()
+    assert len(s) == 1115394 and len(set(s)) == 65
+    assert len(T.timemachine()) == 178979
+
+
+@needs_data("multi30k", "sst2", "wordsim", "tatoeba_fra_eng")
+def test_pairs_classification_and_word_sets():
+    assert [len(T.multi30k(s)) for s in ("train", "val", "test")] == [29000, 1014, 1000]
+    de, en = T.multi30k("test")[0]
+    assert de and en and de != en
+    train, dev = T.sst2("train"), T.sst2("dev")
+    assert len(train) == 67349 and len(dev) == 872
+    assert sum(l for _, l in dev) == 444 and {l for _, l in train} == {0, 1}
+    assert len(T.sst2("test")) == 1821
+    assert len(T.word_similarity("wordsim353")) == 353 and len(T.word_similarity("simlex999")) == 999
+    an = T.analogies()
+    assert len(an) == 14 and sum(map(len, an.values())) == 19544
+    assert len(T.tatoeba_fra_eng()) == 142787
+
+
+@needs_data("english_corpus")
+def test_english_corpus_tokenisation_matches_readme_counts():
+    per_file = 163542  # words_regex of enwiki/wiki_00 in the data README
+    n = sum(len(ws) for ws in T.english_corpus_lines(["enwiki/wiki_00.gz"]))
+    assert n == per_file
+    n_inaug = sum(len(ws) for ws in T.english_corpus_lines(["nltk/inaugural.zip"]))
+    assert n_inaug == 132038
+
+
+def test_vocab_round_trip_and_unk():
+    v = T.Vocab.build("a b b c c c".split(), specials=("<unk>",), unk="<unk>")
+    assert v.itos == ["<unk>", "c", "b", "a"]
+    assert v.encode(["c", "zzz"]) == [1, 0] and v.decode([3, 2], sep=" ") == "a b"
+    with pytest.raises(KeyError):
+        T.Vocab(["x"]).encode(["y"])
+
+
+def test_step_sampler_is_a_function_of_seed_and_step_and_shards_the_global_batch():
+    from dlnotes.data.sampling import StepSampler
+
+    full = StepSampler(100, 10, seed=3)
+    a, b = StepSampler(100, 10, seed=3, rank=0, world_size=2), StepSampler(100, 10, seed=3, rank=1, world_size=2)
+    for step in (0, 5, 13):
+        assert torch.equal(torch.cat([a.indices(step), b.indices(step)]), full.indices(step))
+    epoch0 = torch.cat([full.indices(s) for s in range(10)])
+    assert sorted(epoch0.tolist()) == list(range(100))
+    assert not torch.equal(full.indices(0), full.indices(10))  # reshuffled next epoch

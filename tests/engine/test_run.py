@@ -1,0 +1,83 @@
+"""Run directory, checkpoints (atomic, resumable, last good kept), non-finite loss, resume equality."""
+import json
+import math
+
+import pytest
+import torch
+
+from dlnotes.engine import NonFiniteLoss, Run
+from dlnotes.engine.recipes import execute
+
+
+def _run(tmp_path, **kw):
+    return Run(tmp_path / "r", quiet=True, **kw)
+
+
+def test_checkpoint_round_trip_restores_weights_optimizer_rng_and_state(tmp_path):
+    run = _run(tmp_path)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    run.watch(model=model, optimizer=opt)
+    run.step, run.state["hidden"] = 7, torch.arange(3.0)
+    path = run.checkpoint()
+    assert (path / "weights.safetensors").exists() and (path / "state.pt").exists()
+    expected_next = torch.rand(2)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+
+    run2 = Run(tmp_path / "r", quiet=True, resume=True)
+    model2 = torch.nn.Linear(3, 2)
+    opt2 = torch.optim.Adam(model2.parameters(), lr=0.1)
+    run2.watch(model=model2, optimizer=opt2)
+    assert run2.restore() == 7
+    for k, v in model2.state_dict().items():
+        assert torch.equal(v, saved[k])
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(run2.state["hidden"], torch.arange(3.0))
+    assert torch.equal(torch.rand(2), expected_next)  # RNG state restored
+
+
+def test_keeps_last_two_checkpoints_and_latest_pointer(tmp_path):
+    run = _run(tmp_path)
+    run.watch(model=torch.nn.Linear(2, 2))
+    for s in (1, 2, 3):
+        run.step = s
+        run.checkpoint()
+    names = sorted(p.name for p in (run.dir / "checkpoints").glob("step-*"))
+    assert names == ["step-000000002", "step-000000003"]
+    assert (run.dir / "checkpoints" / "latest").read_text() == "step-000000003"
+    assert not list((run.dir / "checkpoints").glob(".tmp*"))
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
+    run = _run(tmp_path)
+    run.watch(model=torch.nn.Linear(2, 2))
+    run.step = 5
+    run.checkpoint()
+    run.log(5, loss=1.0)
+    with pytest.raises(NonFiniteLoss, match="step 6"):
+        run.log(6, loss=float("nan"))
+    with pytest.raises(NonFiniteLoss):
+        run.log_check(7, val_loss=math.inf)
+    assert run.latest_checkpoint().name == "step-000000005"
+    lines = (run.dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [5]
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypatch):
+    over = ["corpus=builtin-chars", "epochs=0.25", "hidden=32", "emb=16", "bptt=20", "ckpt_every=10",
+            "dropout=0.1", "sample_chars=20"]
+    _, full = execute("shakespeare-char-lstm", overrides=over, runs_root=tmp_path / "a", quiet=True)
+    monkeypatch.setenv("DLNOTES_STOP_AFTER", "17")
+    with pytest.raises(KeyboardInterrupt):
+        execute("shakespeare-char-lstm", overrides=over, runs_root=tmp_path / "b", quiet=True)
+    run_dir = next((tmp_path / "b" / "shakespeare-char-lstm").iterdir())
+    assert (run_dir / "checkpoints" / "latest").read_text() == "step-000000017"
+    monkeypatch.delenv("DLNOTES_STOP_AFTER")
+    _, resumed = execute(resume=run_dir, quiet=True)
+    for key in ("val_loss", "test_loss"):
+        assert resumed[key] == full[key]
+    steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)  # no duplicated tail after resuming
+    assert (run_dir / "result.json").exists() and (run_dir / "curves.png").exists()
