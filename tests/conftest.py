@@ -13,7 +13,9 @@ if not os.environ.get("DLNOTES_DATA"):
     os.environ["DLNOTES_DATA"] = str(REPO.parent / "shared" / "data")
 os.environ.setdefault("DLNOTES_QUIET", "1")
 os.environ.setdefault("DLNOTES_SILENT", "1")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# 2 threads on an idle CI machine; OMP_NUM_THREADS=1 when the machine is shared (oversubscribed
+# OpenMP threads spin and can make small ops tens of times slower).
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1)))
 
 
 def has_data(name: str) -> bool:

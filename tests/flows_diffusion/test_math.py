@@ -1,0 +1,239 @@
+"""Tier 1: flows invert and their log-determinants match autograd's Jacobian; masked and causal
+convolutions never look ahead; DDPM's closed form matches the iterated forward process; DDIM with
+eta = 1 on every step is DDPM's sampler; the U-Net keeps shapes and uses its conditioning."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dlnotes.generative import flows as FL
+from dlnotes.generative.autoregressive import MaskedConv2d, PixelCNN
+from dlnotes.generative.diffusion import DDPMSchedule
+from dlnotes.generative.wavenet import CausalConv1d, WaveNet, mu_law_decode, mu_law_encode
+from dlnotes.nn.unet import UNet, timestep_embedding
+
+
+def _perturb(m, scale=0.2, seed=0):
+    """Random non-zero weights everywhere (the flows start as the identity by construction)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return m
+
+
+def _check_layer(layer, x):
+    """decode(encode(x)) == x to 1e-5 and logdet == log|det d encode / dx| from autograd, per example."""
+    z, logdet = layer.encode(x)
+    assert z.shape[0] == x.shape[0]
+    back = layer.decode(z).reshape(x.shape)
+    assert (back - x).abs().max() < 1e-5
+    for i in range(x.shape[0]):
+        J = torch.autograd.functional.jacobian(lambda v: layer.encode(v[None])[0][0].flatten(), x[i], vectorize=True)
+        J = J.reshape(x[i].numel(), x[i].numel())
+        sign, ref = torch.linalg.slogdet(J)
+        assert sign != 0
+        assert abs(float(ref) - float(logdet[i].detach())) < 1e-5 * max(1.0, abs(float(ref)))
+
+
+def test_additive_coupling_block_inverts_and_is_volume_preserving():
+    idx = torch.arange(6)
+    block = _perturb(FL.ReversibleBlock(idx[0::2], idx[1::2], hidden=8, layers=2).double())
+    x = torch.randn(4, 6, dtype=torch.float64)
+    _check_layer(block, x)
+    assert torch.all(block.encode(x)[1] == 0)
+
+
+def test_diagonal_scaling():
+    _check_layer(_perturb(FL.DiagonalScaling(5).double()), torch.randn(3, 5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("prior", ["logistic", "gaussian"])
+def test_nice_model_and_its_prior_density(prior):
+    m = _perturb(FL.NICE(8, hidden=8, layers=2, blocks=3, prior=prior).double())
+    x = torch.randn(3, 8, dtype=torch.float64)
+    _check_layer(m, x)
+    grid = torch.linspace(-40, 40, 200001, dtype=torch.float64)[:, None]
+    logp = FL.logistic_logp(grid) if prior == "logistic" else FL.gaussian_logp(grid)
+    assert abs(float(logp.exp().sum() * (grid[1, 0] - grid[0, 0])) - 1) < 1e-6  # a normalised density
+
+
+def test_affine_coupling_vector_and_image_masks():
+    m = FL.AffineCoupling(torch.tensor([1.0, 0.0, 1.0, 0.0]), FL.mlp(4, 8, 8, 2), 4).double()
+    _check_layer(_perturb(m), torch.randn(3, 4, dtype=torch.float64))
+    masks = (FL.checkerboard(2, 4, 4, 0), FL.checkerboard(2, 4, 4, 1), FL.channel_mask(2, 0), FL.channel_mask(2, 1))
+    for mask in masks:
+        m = _perturb(FL.AffineCoupling(mask, FL.conv_net(2, 4, 1), 2).double()).eval()
+        _check_layer(m, torch.randn(2, 2, 4, 4, dtype=torch.float64))
+
+
+def test_affine_scale_is_tanh_bounded():
+    m = FL.AffineCoupling(torch.tensor([1.0, 0.0]), FL.mlp(2, 4, 8, 1), 2)
+    with torch.no_grad():
+        m.net[-1].weight.fill_(1e3)
+    _, logdet = m.encode(torch.randn(50, 2) * 10)
+    assert logdet.abs().max() <= m.c.abs().sum() + 1e-5
+
+
+def test_masks_and_squeeze():
+    cb = FL.checkerboard(1, 4, 4, 0)[0]
+    assert cb.sum() == 8 and cb[0, 0] == 0 and cb[0, 1] == 1 and cb[1, 0] == 1
+    assert torch.equal(FL.channel_mask(4, 0).flatten(), torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    x = torch.arange(2 * 3 * 4 * 6.0).view(2, 3, 4, 6)
+    s = FL.squeeze(x)
+    assert s.shape == (2, 12, 2, 3)
+    assert torch.equal(s[0, :4, 0, 0], torch.tensor([x[0, 0, 0, 0], x[0, 0, 0, 1], x[0, 0, 1, 0], x[0, 0, 1, 1]]))
+    assert torch.equal(FL.unsqueeze(s), x)
+
+
+def test_realnvp_multiscale_and_logit_transform():
+    m = _perturb(FL.RealNVP((1, 4, 4), scales=2, hidden=4, blocks=1).double()).eval()
+    _check_layer(m, torch.randn(2, 1, 4, 4, dtype=torch.float64))
+    assert m.z_shapes == [(2, 2, 2), (2, 2, 2)]
+    m3 = _perturb(FL.RealNVP((1, 4, 4), scales=3, hidden=4, blocks=1).double()).eval()
+    assert m3.z_shapes == [(2, 2, 2), (4, 1, 1), (4, 1, 1)]
+    _check_layer(m3, torch.randn(1, 1, 4, 4, dtype=torch.float64))
+    lt = FL.LogitTransform(0.05)
+    _check_layer(lt, torch.rand(2, 1, 3, 3, dtype=torch.float64) * 0.98 + 0.01)
+
+
+def test_flow2d_change_of_variables_integrates_to_one():
+    torch.manual_seed(0)
+    for kind in ("nice", "realnvp"):
+        m = _perturb(FL.Flow2D(kind, couplings=4, hidden=16, layers=2), 0.3).double()
+        g = torch.linspace(-12, 12, 601, dtype=torch.float64)
+        xx, yy = torch.meshgrid(g, g, indexing="xy")
+        with torch.no_grad():
+            p = m.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1)).exp()
+        assert abs(float(p.sum()) * float(g[1] - g[0]) ** 2 - 1) < 0.02, kind
+
+
+def test_bits_per_dim_of_uniform_model_is_8():
+    assert torch.allclose(FL.bits_per_dim(torch.zeros(4), 4), torch.full((4,), 8.0))
+    assert FL.dequantise(torch.full((2, 2, 2), 255, dtype=torch.uint8)).max() < 1.0
+
+
+# ----------------------------------------------------------------------------- autoregressive
+def test_masked_conv_masks():
+    a, b = MaskedConv2d("A", 1, 1, 3).mask[0, 0], MaskedConv2d("B", 1, 1, 3).mask[0, 0]
+    assert torch.equal(a, torch.tensor([[1.0, 1, 1], [1, 0, 0], [0, 0, 0]]))
+    assert torch.equal(b, torch.tensor([[1.0, 1, 1], [1, 1, 0], [0, 0, 0]]))
+
+
+def test_pixelcnn_never_sees_current_or_future_pixels():
+    torch.manual_seed(0)
+    model = _perturb(PixelCNN(hidden=8, blocks=2, out_hidden=8), 0.1).double()
+    h = w = 6
+    for i, j in [(0, 0), (2, 3), (5, 5), (3, 0)]:
+        x = torch.rand(1, 1, h, w, dtype=torch.float64, requires_grad=True)
+        model(x)[0, 0, i, j].backward()
+        grad = x.grad[0, 0]
+        raster = torch.arange(h * w).view(h, w)
+        assert grad[raster >= i * w + j].abs().max() == 0  # current and later pixels: no influence
+        if (i, j) != (0, 0):
+            assert grad[raster < i * w + j].abs().max() > 0  # earlier pixels do matter
+
+
+def test_pixelcnn_nll_is_sum_of_conditionals():
+    torch.manual_seed(0)
+    model = PixelCNN(hidden=8, blocks=1, out_hidden=8)
+    x = (torch.rand(2, 1, 4, 4) < 0.5).float()
+    p = torch.sigmoid(model(x))
+    ref = -(x * p.log() + (1 - x) * (1 - p).log()).flatten(1).sum(1)
+    assert torch.allclose(model.nll(x), ref, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- WaveNet
+def test_causal_conv_and_wavenet_receptive_field():
+    torch.manual_seed(0)
+    conv = CausalConv1d(1, 1, 3, dilation=2)
+    x = torch.randn(1, 1, 20, requires_grad=True)
+    conv(x)[0, 0, 10].backward()
+    nz = (x.grad[0, 0] != 0).nonzero().flatten().tolist()
+    assert nz == [6, 8, 10]
+    model = WaveNet(10, res_ch=8, gate_ch=8, skip_ch=8, layers_per_stack=4, stacks=2).double()
+    assert model.receptive_field == 1 + 1 + 2 * (1 + 2 + 4 + 8)
+    T, t = 80, 70
+    x = torch.randn(1, 8, T, dtype=torch.float64, requires_grad=True)
+    model.trunk(x)[0, :, t].sum().backward()
+    seen = (x.grad[0].abs().sum(0) != 0).nonzero().flatten()
+    assert int(seen.max()) == t  # nothing after t
+    assert int(seen.min()) == t - model.receptive_field + 1  # exactly the receptive field
+
+
+def test_mu_law_roundtrip():
+    x = torch.linspace(-1, 1, 1001)
+    q = mu_law_encode(x)
+    assert q.min() == 0 and q.max() == 255
+    assert (mu_law_decode(q) - x).abs().max() < 0.025  # fine steps near 0, coarse near +-1
+    small = torch.linspace(-0.01, 0.01, 101)
+    assert (mu_law_decode(mu_law_encode(small)) - small).abs().max() < 3e-4
+
+
+# ----------------------------------------------------------------------------- diffusion
+def test_closed_form_q_matches_iterated_forward_process():
+    sched = DDPMSchedule(T=1000)
+    assert abs(float(sched.abar[1000]) - math.exp(torch.log(1 - sched.betas[1:]).sum().item())) < 1e-12
+    x0 = torch.tensor([-0.8, 0.0, 0.6], dtype=torch.float64).repeat(20000, 1)
+    for t in (1, 10, 300):
+        g = torch.Generator().manual_seed(t)
+        it = sched.forward_chain(x0, t, g)
+        cf = sched.q_sample(x0.float(), torch.full((len(x0),), t), torch.randn(x0.shape, generator=g)).double()
+        for chain in (it, cf):
+            assert torch.allclose(chain.mean(0), math.sqrt(float(sched.abar[t])) * x0[0], atol=0.03)
+            sd = torch.full((3,), math.sqrt(1 - float(sched.abar[t])), dtype=torch.float64)
+            assert torch.allclose(chain.std(0), sd, rtol=0.04, atol=2e-3)
+    # one step of the chain is exactly q(x_1 | x_0)
+    z = torch.randn(5, 3)
+    assert torch.allclose(sched.q_sample(x0[:5].float(), torch.ones(5, dtype=torch.long), z),
+                          math.sqrt(1 - 1e-4) * x0[:5].float() + math.sqrt(1e-4) * z, atol=1e-7)
+
+
+def _gaussian_eps(sched, mu, s):
+    """The optimal noise predictor E[eps | x_t] when x_0 ~ N(mu, s^2) (1-D)."""
+    def eps(x, t):
+        ab = sched.abar[t].to(x.dtype).view(-1, 1)
+        return (1 - ab).sqrt() * (x - ab.sqrt() * mu) / (ab * s ** 2 + 1 - ab)
+    return eps
+
+
+def test_ddim_eta1_full_steps_is_ddpm_sampler():
+    sched = DDPMSchedule(T=1000)
+    mu, s = 0.7, 0.3
+    eps = _gaussian_eps(sched, mu, s)
+    n = 2000
+    g = torch.Generator().manual_seed(0)
+    noises = [torch.randn(n, 1, generator=g) for _ in range(sched.T + 1)]
+    a = sched.ddpm_sample(eps, (n, 1), variance="beta_tilde", noises=noises)
+    b = sched.ddim_sample(eps, (n, 1), steps=sched.T, eta=1.0, noises=noises)
+    assert torch.allclose(a, b, atol=1e-4)  # the same update, pathwise
+    # in distribution, with independent noise: both give N(mu, s^2), and agree with each other
+    ddim = sched.ddim_sample(eps, (20000, 1), steps=sched.T, eta=1.0, generator=torch.Generator().manual_seed(1))
+    ddpm = sched.ddpm_sample(eps, (20000, 1), variance="beta_tilde", generator=torch.Generator().manual_seed(2))
+    for x in (ddim, ddpm):
+        assert abs(float(x.mean()) - mu) < 0.01 and abs(float(x.std()) - s) < 0.01
+    from scipy.stats import ks_2samp
+    assert ks_2samp(ddim.flatten().numpy(), ddpm.flatten().numpy()).pvalue > 0.001
+    # deterministic DDIM (eta = 0) is a different sampler of the same law
+    det = sched.ddim_sample(eps, (20000, 1), steps=sched.T, eta=0.0, generator=torch.Generator().manual_seed(3))
+    assert abs(float(det.mean()) - mu) < 0.01 and abs(float(det.std()) - s) < 0.01
+
+
+def test_unet_shapes_time_embedding_and_cross_attention():
+    e = timestep_embedding(torch.tensor([0, 5]), 8)
+    assert e.shape == (2, 8) and torch.allclose(e[0], torch.tensor([0.0, 1] * 4))
+    assert torch.allclose(e[1, :2], torch.tensor([math.sin(5.0), math.cos(5.0)]))
+    torch.manual_seed(0)
+    for shape in ((2, 1, 28, 28), (2, 4, 7, 7), (2, 1, 8, 8)):
+        net = _perturb(UNet(shape[1], base=8, mults=(1, 2, 2) if shape[-1] == 28 else (1, 2), attn_levels=(1, 2),
+                            context_dim=6), 0.05)
+        x = torch.randn(shape)
+        ctx, mask = torch.randn(2, 3, 6), torch.tensor([[True, True, False], [True, False, False]])
+        out = net(x, torch.tensor([1, 500]), ctx, mask)
+        assert out.shape == x.shape
+        assert not torch.allclose(out, net(x, torch.tensor([1, 500]), torch.randn(2, 3, 6), mask))  # uses text
+        ctx2 = ctx.clone()
+        ctx2[0, 2] += 5.0  # a padded token must not matter
+        assert torch.allclose(out[0], net(x, torch.tensor([1, 500]), ctx2, mask)[0], atol=1e-5)
