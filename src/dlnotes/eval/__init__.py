@@ -1,0 +1,1 @@
+"""Metrics shared across topics (perplexity, BLEU, word-vector scores, sample quality, few-shot accuracy)."""

@@ -1,0 +1,1 @@
+"""Lecture 13: few-shot learning (episodes, MAML, metric learning)."""

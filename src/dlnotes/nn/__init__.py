@@ -1,0 +1,1 @@
+"""Building blocks used by several methods (conv backbones, U-Net, MLP)."""
