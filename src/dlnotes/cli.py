@@ -101,6 +101,8 @@ def cmd_sample(args) -> int:
         print(mod.sample_cli(run_dir, saved, args))
     except FileNotFoundError as e:
         return _err(str(e), 3)
+    except (ValueError, KeyError) as e:
+        return _err(f"cannot sample from {run_dir}: {e}")
     return 0
 
 

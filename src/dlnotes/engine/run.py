@@ -172,12 +172,13 @@ class Run:
             scale = items_per_step if items_per_step != 1 else False
             self._bar = tqdm(total=total, initial=start, unit=unit, unit_scale=scale or False,
                              desc=self.meta.get("recipe", ""), dynamic_ncols=True, leave=False)
-        old_handler = signal.getsignal(signal.SIGINT)
+        old_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         in_main_thread = _is_main_thread()
         # DLNOTES_STOP_AFTER=N behaves like Ctrl-C after step N (used to test resumption)
         stop_after = int(os.environ.get("DLNOTES_STOP_AFTER", "0") or 0)
-        if in_main_thread:
+        if in_main_thread:  # Ctrl-C or `kill`/timeout: finish the step, checkpoint, stop
             signal.signal(signal.SIGINT, self._on_sigint)
+            signal.signal(signal.SIGTERM, self._on_sigint)
         try:
             for step in range(start, total):
                 self.step = step
@@ -196,7 +197,8 @@ class Run:
                     self.checkpoint()
         finally:
             if in_main_thread:
-                signal.signal(signal.SIGINT, old_handler)
+                for sig, handler in old_handlers.items():
+                    signal.signal(sig, handler)
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
@@ -225,7 +227,8 @@ class Run:
         for name, obj in self._watched.items():
             if isinstance(obj, torch.nn.Module):
                 for k, v in _unwrap(obj).state_dict().items():
-                    tensors[f"{name}/{k}"] = v.detach().to("cpu").contiguous()
+                    # clone: tied weights share storage, which safetensors refuses to save twice
+                    tensors[f"{name}/{k}"] = v.detach().to("cpu").clone().contiguous()
             else:
                 other[name] = obj.state_dict()
         save_file(tensors, str(tmp / "weights.safetensors"))
