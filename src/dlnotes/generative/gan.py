@@ -1,0 +1,408 @@
+"""Generative adversarial networks (Lecture 11, "Mathematics of GANs").
+
+A generator ``G_Theta(z)``, ``z ~ Normal(0, I)``, and a discriminator ``D_Psi(x)`` (the probability
+that ``x`` is real) play the game
+
+    max_Theta min_Psi  L(Theta, Psi) = - E_{x~real} log D(x) - E_z log(1 - D(G(z))).
+
+For the discriminator this is the cross-entropy with labels ``y = 1`` (real) and ``y = 0`` (fake),
+``L(Psi) = -y log D(x) - (1 - y) log(1 - D(x))``. Training alternates an Adam step on ``Psi``
+(descent on ``L``) with one on ``Theta`` (ascent on ``L``, i.e. descent on ``E log(1 - D(G(z)))``):
+gradient descent-ascent. The generator's term comes in the two forms the notes compare:
+
+* saturating:      minimise ``E_z log(1 - D(G(z)))``  (flat when ``D(G(z)) ~ 0``: early on the
+  generator gets almost no gradient, the *saturation problem*);
+* non-saturating:  minimise ``-E_z log D(G(z))``      (steep when ``D(G(z)) ~ 0``).
+
+``D`` outputs a logit ``l``; ``log D = logsigmoid(l)`` and ``log(1 - D) = logsigmoid(-l)`` keep the
+losses finite. Generators are an MLP or the DCGAN-style convnet of :mod:`dlnotes.nn.convnets`.
+
+Recipes: ``gan-mnist-dcgan`` (non-saturating DCGAN: classifier-FID, confidence >= 0.9, label
+entropy near log 10), ``gan-mnist-dcgan-saturating`` and ``gan-mnist-mlp`` beside it, and
+``gan-saturation`` (both generator losses from one initialisation: generator gradient norms).
+This module also holds the image-data and sampling helpers the other generative recipes share.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import available
+from ..data import images as I
+from ..data.sampling import StepSampler
+from ..engine import Run, Target, recipe
+from ..engine.plots import image_grid, save_image_grid
+from ..nn.convnets import ConvDecoder, ConvEncoder
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def image_data(dataset: str, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images (N, 28, 28) and labels. ``digits``: sklearn's 8x8 digits upsampled to 28x28
+    (bilinear), first 1500 as train, the remaining 297 as test."""
+    if dataset == "mnist":
+        return I.mnist(split)
+    if dataset == "fashion_mnist":
+        return I.fashion_mnist(split)
+    if dataset == "digits":
+        x, y = I.digits8x8()
+        up = F.interpolate(x[:, None].float(), size=(28, 28), mode="bilinear", align_corners=False)
+        x = up[:, 0].round().clamp(0, 255).to(torch.uint8)
+        return (x[:1500], y[:1500]) if split == "train" else (x[1500:], y[1500:])
+    raise ValueError(f"unknown image dataset {dataset!r}; use mnist, fashion_mnist or digits")
+
+
+def to_signed(x_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [-1, 1] (the range of a tanh generator)."""
+    return x_u8[:, None].float() / 127.5 - 1.0
+
+
+def to_unit(x_signed: torch.Tensor) -> torch.Tensor:
+    return ((x_signed.float() + 1) / 2).clamp(0, 1)
+
+
+def write_grid(path: str | Path, images01: torch.Tensor, nrow: int = 8) -> Path:
+    """Save (N, 1, H, W) images in [0, 1] as one PNG grid at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid = image_grid(images01.detach().float().clamp(0, 1).cpu(), nrow=nrow)
+    plt.imsave(path, grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    return path
+
+
+def latest_weights(run_dir: Path, prefix: str) -> dict[str, torch.Tensor]:
+    """The watched module ``prefix`` from the run's latest checkpoint."""
+    from safetensors.torch import load_file
+
+    pointer = Path(run_dir) / "checkpoints" / "latest"
+    if not pointer.exists():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (checkpoints/latest missing)")
+    w = load_file(str(Path(run_dir) / "checkpoints" / pointer.read_text().strip() / "weights.safetensors"))
+    return {k[len(prefix) + 1:]: v for k, v in w.items() if k.startswith(prefix + "/")}
+
+
+def score_generated(run: Run, samples01: torch.Tensor, dataset: str, classifier: str,
+                    labels: torch.Tensor | None = None) -> dict[str, float]:
+    """Sample-quality scores plus the real-data floor (scores of ``dataset``'s test set)."""
+    from ..eval import sample_quality as SQ
+
+    if dataset not in SQ.LOADERS or not available(dataset):
+        return {}
+    s = SQ.score_samples(samples01, dataset, labels=labels, classifier=classifier)
+    floor = SQ.real_floor(dataset, classifier)
+    s.update({"floor_fid": floor["classifier_fid"], "floor_confidence": floor["sample_confidence"],
+              "floor_label_entropy": floor["label_entropy"]})
+    run.print("sample quality: " + " ".join(f"{k}={v:.4g}" for k, v in s.items()))
+    return s
+
+
+def grad_norm(module: nn.Module) -> float:
+    return math.sqrt(sum(float(p.grad.pow(2).sum()) for p in module.parameters() if p.grad is not None))
+
+
+# ----------------------------------------------------------------------------- the losses
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """L(Psi) = -E_real log D(x) - E_z log(1 - D(G(z))): cross-entropy with y=1 real, y=0 fake."""
+    return -F.logsigmoid(real_logits).mean() - F.logsigmoid(-fake_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
+    """saturating: E log(1 - D(G(z)));  non-saturating: -E log D(G(z)). Both minimised by G."""
+    if kind == "saturating":
+        return F.logsigmoid(-fake_logits).mean()
+    if kind == "nonsaturating":
+        return -F.logsigmoid(fake_logits).mean()
+    raise ValueError(f"generator loss must be saturating or nonsaturating, not {kind!r}")
+
+
+# ----------------------------------------------------------------------------- the networks
+
+
+class MLPGenerator(nn.Module):
+    """z (B, z_dim) -> x (B, *shape): Linear-ReLU stack, tanh output for images, linear for points."""
+
+    def __init__(self, z_dim: int, out_shape=(1, 28, 28), hidden=(256, 512), out_act: str = "tanh"):
+        super().__init__()
+        self.out_shape = tuple(out_shape)
+        dims = [z_dim, *hidden]
+        layers = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        layers.append(nn.Linear(dims[-1], math.prod(self.out_shape)))
+        if out_act == "tanh":
+            layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(len(z), *self.out_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """x (B, *shape) [+ extra (B, K)] -> logit (B,): Linear-LeakyReLU stack."""
+
+    def __init__(self, in_dim: int, hidden=(512, 256), extra_in: int = 0):
+        super().__init__()
+        dims = [in_dim + extra_in, *hidden]
+        layers = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+        layers.append(nn.Linear(dims[-1], 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.flatten(1)
+        if extra is not None:
+            h = torch.cat([h, extra], dim=1)
+        return self.net(h).squeeze(1)
+
+
+class ConvDiscriminator(nn.Module):
+    """DCGAN-style discriminator: ConvEncoder to a single logit (B,)."""
+
+    def __init__(self, width: int = 64, norm: str = "batch", extra_in: int = 0):
+        super().__init__()
+        self.enc = ConvEncoder(1, (width, 2 * width), norm=norm, extra_in=extra_in)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.enc(x, extra).squeeze(1)
+
+
+def make_generator(arch: str, z_dim: int, width: int, extra_in: int = 0) -> nn.Module:
+    if arch == "dcgan":
+        return ConvDecoder(z_dim + extra_in, (2 * width, width), norm="batch", out_act="tanh")
+    if arch == "mlp":
+        return MLPGenerator(z_dim + extra_in, hidden=(4 * width, 8 * width))
+    raise ValueError(f"arch must be dcgan or mlp, not {arch!r}")
+
+
+def make_discriminator(arch: str, width: int, norm: str = "batch", extra_in: int = 0) -> nn.Module:
+    if arch == "dcgan":
+        return ConvDiscriminator(width, norm, extra_in)
+    if arch == "mlp":
+        return MLPDiscriminator(28 * 28, hidden=(8 * width, 4 * width), extra_in=extra_in)
+    raise ValueError(f"arch must be dcgan or mlp, not {arch!r}")
+
+
+@torch.no_grad()
+def generate(G: nn.Module, n: int, z_dim: int, seed: int = 0, batch: int = 500, device="cpu") -> torch.Tensor:
+    """n samples in [0, 1], (n, 1, 28, 28), from a fixed noise seed."""
+    g = torch.Generator().manual_seed(seed)
+    was = G.training
+    G.eval()
+    out = [to_unit(G(torch.randn(min(batch, n - i), z_dim, generator=g).to(device)).cpu())
+           for i in range(0, n, batch)]
+    G.train(was)
+    return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class GANConfig:
+    dataset: str = "mnist"  # mnist | fashion_mnist | digits (sklearn 8x8 upsampled)
+    arch: str = "dcgan"  # dcgan (convnets) | mlp
+    loss: str = "nonsaturating"  # generator loss: nonsaturating (-log D(G(z))) | saturating (log(1-D(G(z))))
+    z_dim: int = 64  # latent dimension
+    width: int = 64  # base channel count (dcgan) / hidden-width unit (mlp)
+    batch_size: int = 64  # real and fake images per step
+    steps: int = 4000  # alternating D/G updates
+    lr: float = 2e-4  # Adam learning rate, both players
+    beta1: float = 0.5  # Adam beta1 (DCGAN's setting)
+    n_eval: int = 10000  # samples scored by the classifier at the end
+    classifier: str = "full"  # scoring classifier: full | quick (smoke tests)
+    log_every: int = 50  # steps between logged losses / gradient norms
+    ckpt_every: int = 1000  # steps between checkpoints
+
+
+def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
+    """Alternating Adam steps on D (cross-entropy, real=1, fake=0) and G (cfg.loss)."""
+    x_all, _ = image_data(cfg.dataset, "train")
+    G = make_generator(cfg.arch, cfg.z_dim, cfg.width).to(run.device)
+    D = make_discriminator(cfg.arch, cfg.width).to(run.device)
+    Gp, Dp = run.prepare(G), run.prepare(D)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    run.watch(G=G, D=D, opt_g=opt_g, opt_d=opt_d)
+    start = run.restore()
+    sampler = StepSampler(len(x_all), cfg.batch_size, seed=0, rank=run.rank, world_size=run.world_size)
+    b = cfg.batch_size // run.world_size
+    run.print(f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M "
+              f"parameters; {cfg.steps} steps of {cfg.batch_size}")
+    for step in run.steps(cfg.steps, unit="img", items_per_step=cfg.batch_size):
+        real = to_signed(x_all[sampler.indices(step)]).to(run.device)  # (B, 1, 28, 28)
+        z = torch.randn(b, cfg.z_dim, device=run.device)
+        # discriminator: descend the cross-entropy with real -> 1, fake -> 0
+        with run.autocast():
+            fake = Gp(z)
+            d_loss = discriminator_loss(Dp(real).float(), Dp(fake.detach()).float())
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        # generator: the saturating or non-saturating form of its term
+        with run.autocast():
+            fake_logits = Dp(fake).float()
+            g_loss = generator_loss(fake_logits, cfg.loss)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            run.log(step, d_loss=d_loss.item(), g_loss=g_loss.item(), g_grad_norm=grad_norm(G),
+                    d_fake=torch.sigmoid(fake_logits).mean().item())
+        else:
+            run.log_check(step, d_loss=d_loss.item(), g_loss=g_loss.item())
+    run.checkpoint()
+    if not run.is_main:
+        return {}
+    samples = generate(G, cfg.n_eval, cfg.z_dim, seed=0, device=run.device)
+    save_image_grid(run, "samples", samples[:64], title=f"{cfg.arch} GAN, {cfg.loss} loss (seed 0)")
+    return {**score_generated(run, samples, cfg.dataset, cfg.classifier), "steps": cfg.steps,
+            "throughput": cfg.batch_size * (cfg.steps - start) / max(run.elapsed, 1e-9)}
+
+
+def sample_cli(run_dir: Path, saved: dict, args) -> str:
+    """``dlnotes sample RUN_DIR --n 64 --out grid.png``: a grid of fresh samples (seed ``--seed``)."""
+    from ..engine.config import from_dict
+
+    if saved["recipe"] == "gan-saturation":
+        cfg = from_dict(SaturationConfig, saved["config"])
+        G = MLPGenerator(cfg.z_dim, hidden=(4 * cfg.width, 8 * cfg.width))
+        G.load_state_dict(latest_weights(run_dir, "G_nonsaturating"))
+    else:
+        cfg = from_dict(GANConfig, saved["config"])
+        G = make_generator(cfg.arch, cfg.z_dim, cfg.width)
+        G.load_state_dict(latest_weights(run_dir, "G"))
+    out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png",
+                     generate(G, args.n, cfg.z_dim, seed=args.seed))
+    return f"wrote {args.n} samples to {out}"
+
+
+_QUICK = {"steps": 30, "n_eval": 500, "classifier": "quick", "width": 16, "log_every": 10, "ckpt_every": 0}
+
+GAN_TARGET = Target("sample_confidence", ">=", 0.9, "issue #7 (classifier confidence of a working MNIST GAN)")
+
+
+@recipe("gan-mnist-dcgan", lecture=11, section="Mathematics of GANs; challenges (saturation)", config=GANConfig,
+        datasets=("mnist",), presets={"quick": _QUICK}, target=GAN_TARGET)
+def gan_mnist_dcgan(cfg: GANConfig, run: Run) -> dict[str, float]:
+    """DCGAN-style GAN on MNIST with the non-saturating generator loss: classifier-FID, confidence, entropy."""
+    return train_gan(cfg, run)
+
+
+@recipe("gan-mnist-dcgan-saturating", lecture=11, section="Challenges: the saturation problem",
+        config=GANConfig, datasets=("mnist",), presets={"full": {"loss": "saturating"}, "quick": _QUICK})
+def gan_mnist_dcgan_saturating(cfg: GANConfig, run: Run) -> dict[str, float]:
+    """The same DCGAN trained with the saturating loss log(1 - D(G(z))), for comparison."""
+    return train_gan(cfg, run)
+
+
+@recipe("gan-mnist-mlp", lecture=11, section="Mathematics of GANs", config=GANConfig, datasets=("mnist",),
+        presets={"full": {"arch": "mlp", "steps": 10000}, "quick": _QUICK})
+def gan_mnist_mlp(cfg: GANConfig, run: Run) -> dict[str, float]:
+    """MLP generator and discriminator on MNIST, non-saturating loss."""
+    return train_gan(cfg, run)
+
+
+# ----------------------------------------------------------------------------- saturation study
+
+
+@dataclass
+class SaturationConfig:
+    dataset: str = "mnist"  # training images
+    z_dim: int = 64  # latent dimension
+    width: int = 32  # MLP width unit (hidden 128, 256)
+    batch_size: int = 64  # images per step
+    steps: int = 1500  # updates per generator loss
+    lr: float = 2e-4  # Adam learning rate
+    beta1: float = 0.5  # Adam beta1
+    d_warmup: int = 50  # discriminator-only steps first, so D(G(z)) ~ 0 as "in the beginning of training"
+    n_eval: int = 2000  # samples scored per loss
+    classifier: str = "full"  # scoring classifier
+    log_every: int = 10  # steps between logged gradient norms
+
+
+@recipe("gan-saturation", lecture=11, section="Challenges: the saturation problem", config=SaturationConfig,
+        datasets=("mnist",), presets={"quick": {"steps": 40, "d_warmup": 10, "n_eval": 300,
+                                                  "classifier": "quick", "width": 8}},
+        target=Target("early_grad_ratio", ">=", 10.0,
+                      "notes: log(1 - D) is flat at D ~ 0 (ratio of non-saturating to saturating gradients)"))
+def gan_saturation(cfg: SaturationConfig, run: Run) -> dict[str, float]:
+    """Saturating vs non-saturating generator loss from one initialisation: gradient norms and samples."""
+    import matplotlib.pyplot as plt
+
+    x_all, _ = image_data(cfg.dataset, "train")
+    sampler = StepSampler(len(x_all), cfg.batch_size, seed=0)
+    torch.manual_seed(0)
+    G0 = MLPGenerator(cfg.z_dim, hidden=(4 * cfg.width, 8 * cfg.width))
+    D0 = MLPDiscriminator(28 * 28, hidden=(8 * cfg.width, 4 * cfg.width))
+    curves, result = {}, {}
+    for kind in ("saturating", "nonsaturating"):
+        G, D = MLPGenerator(cfg.z_dim, hidden=(4 * cfg.width, 8 * cfg.width)), MLPDiscriminator(
+            28 * 28, hidden=(8 * cfg.width, 4 * cfg.width))
+        G.load_state_dict(G0.state_dict())
+        D.load_state_dict(D0.state_dict())
+        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        gen = torch.Generator().manual_seed(1)
+        steps, norms, dfake = [], [], []
+        for step in range(cfg.d_warmup + cfg.steps):
+            real = to_signed(x_all[sampler.indices(step)])
+            z = torch.randn(cfg.batch_size, cfg.z_dim, generator=gen)
+            fake = G(z)
+            d_loss = discriminator_loss(D(real), D(fake.detach()))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            if step < cfg.d_warmup:
+                continue
+            logits = D(fake)
+            g_loss = generator_loss(logits, kind)
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            gn = grad_norm(G)
+            opt_g.step()
+            run.log_check(step, **{f"g_loss_{kind}": g_loss.item(), f"d_loss_{kind}": d_loss.item()})
+            if step % cfg.log_every == 0:
+                steps.append(step - cfg.d_warmup)
+                norms.append(gn)
+                dfake.append(torch.sigmoid(logits).mean().item())
+                run.log(step - cfg.d_warmup, **{f"g_grad_norm_{kind}": gn, f"d_fake_{kind}": dfake[-1]})
+        curves[kind] = (steps, norms, dfake)
+        run.watch(**{f"G_{kind}": G})
+        samples = generate(G, cfg.n_eval, cfg.z_dim, seed=0)
+        save_image_grid(run, f"samples_{kind}", samples[:64], title=f"{kind} loss (seed 0)")
+        s = score_generated(run, samples, cfg.dataset, cfg.classifier)
+        result.update({f"{k}_{kind}": v for k, v in s.items() if not k.startswith("floor")})
+        k = max(1, len(norms) // 10)  # the first tenth of training
+        result[f"early_grad_norm_{kind}"] = sum(norms[:k]) / k
+    run.checkpoint()
+    result["early_grad_ratio"] = result["early_grad_norm_nonsaturating"] / max(result["early_grad_norm_saturating"], 1e-12)
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.4))
+    d = torch.linspace(1e-3, 1 - 1e-3, 200)
+    ax[0].plot(d, torch.log(1 - d), label="saturating: log(1 - D(G(z)))")
+    ax[0].plot(d, -torch.log(d), label="non-saturating: -log D(G(z))")
+    ax[0].set_xlabel("D(G(z))")
+    ax[0].set_title("generator losses (minimised by G)")
+    ax[0].legend(fontsize=8)
+    for kind, (st, nm, df) in curves.items():
+        ax[1].semilogy(st, nm, label=kind)
+        ax[2].plot(st, df, label=kind)
+    ax[1].set_title("generator gradient norm")
+    ax[2].set_title("mean D(G(z))")
+    for a in ax[1:]:
+        a.set_xlabel("generator step")
+        a.legend(fontsize=8)
+    run.save_figure("saturation", fig)
+    return result

@@ -1,0 +1,140 @@
+"""Tier 1: the losses, penalties and bounds of Lecture 11 against references."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dlnotes.generative.autoencoder import compare_with_pca, principal_angles_deg, train_linear_ae
+from dlnotes.generative.gan import (MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss,
+                                    make_discriminator, make_generator)
+from dlnotes.generative.mode_collapse import mode_metrics, sample_mixture
+from dlnotes.generative.vae import VAE, iwae_nll, kl_normal_std, log_normal, vae_loss
+from dlnotes.generative.wgan import clip_weights, critic_loss, gradient_penalty
+from dlnotes.nn.convnets import ConvDecoder, ConvEncoder, ImageTranslator
+
+
+def test_discriminator_loss_is_bce_with_the_notes_labels():
+    torch.manual_seed(0)
+    real, fake = torch.randn(17), torch.randn(23)
+    ref = (F.binary_cross_entropy(torch.sigmoid(real), torch.ones(17))  # y = 1 for real
+           + F.binary_cross_entropy(torch.sigmoid(fake), torch.zeros(23)))  # y = 0 for fake
+    assert torch.allclose(discriminator_loss(real, fake), ref, atol=1e-6)
+    # -E log D(x) - E log(1 - D(G(z))) written out
+    d_r, d_f = torch.sigmoid(real), torch.sigmoid(fake)
+    assert torch.allclose(discriminator_loss(real, fake), -d_r.log().mean() - (1 - d_f).log().mean(), atol=1e-6)
+
+
+def test_generator_losses_and_saturation():
+    fake = torch.tensor([-6.0, -1.0, 0.5])
+    d = torch.sigmoid(fake)
+    assert torch.allclose(generator_loss(fake, "saturating"), (1 - d).log().mean(), atol=1e-6)
+    assert torch.allclose(generator_loss(fake, "nonsaturating"), -d.log().mean(), atol=1e-6)
+    # at D(G(z)) ~ 0 the saturating loss is flat in the logit, the non-saturating one is not
+    x = torch.tensor([-8.0], requires_grad=True)
+    (gs,) = torch.autograd.grad(generator_loss(x, "saturating"), x)
+    (gn,) = torch.autograd.grad(generator_loss(x, "nonsaturating"), x)
+    assert abs(gs.item()) < 1e-3 and abs(gn.item()) > 0.99
+    with pytest.raises(ValueError):
+        generator_loss(fake, "minimax")
+
+
+def test_gradient_penalty_zero_for_unit_norm_linear_critic():
+    torch.manual_seed(0)
+    critic = torch.nn.Linear(6, 1)
+    with torch.no_grad():
+        critic.weight /= critic.weight.norm()  # ||w|| = 1: gradient norm 1 everywhere
+    lin = lambda x: critic(x).squeeze(1)  # noqa: E731
+    real, fake = torch.randn(32, 6), torch.randn(32, 6)
+    assert gradient_penalty(lin, real, fake).item() < 1e-10
+    with torch.no_grad():
+        critic.weight *= 3.0  # ||w|| = 3: penalty (3 - 1)^2 = 4
+    assert abs(gradient_penalty(lin, real, fake).item() - 4.0) < 1e-4
+    # image-shaped input, per-sample gradient norms
+    conv_lin = lambda x: x.flatten(1) @ torch.full((4,), 0.5)  # noqa: E731  ||w|| = 1
+    assert gradient_penalty(conv_lin, torch.randn(5, 1, 2, 2), torch.randn(5, 1, 2, 2)).item() < 1e-10
+
+
+def test_critic_loss_and_clipping():
+    assert critic_loss(torch.tensor([2.0, 4.0]), torch.tensor([1.0])).item() == pytest.approx(-2.0)
+    net = torch.nn.Linear(5, 3)
+    with torch.no_grad():
+        net.weight.mul_(100)
+    clip_weights(net, 0.01)
+    assert all(p.abs().max().item() <= 0.01 + 1e-9 for p in net.parameters())
+
+
+def test_network_shapes():
+    z = torch.randn(3, 16)
+    assert ConvDecoder(16, (16, 8))(z).shape == (3, 1, 28, 28)
+    assert ConvEncoder(5, (8, 16))(torch.randn(3, 1, 28, 28)).shape == (3, 5)
+    assert ConvEncoder(1, (8, 16), extra_in=10)(torch.randn(3, 1, 28, 28), torch.eye(10)[:3]).shape == (3, 1)
+    assert ImageTranslator(4, 1)(torch.randn(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+    for arch in ("dcgan", "mlp"):
+        g = make_generator(arch, 8, 8, extra_in=10)
+        x = g(torch.randn(4, 18))
+        assert x.shape == (4, 1, 28, 28) and x.abs().max() <= 1
+        assert make_discriminator(arch, 8, extra_in=10)(x, torch.eye(10)[:4]).shape == (4,)
+    assert MLPGenerator(4, (2,), hidden=(8,), out_act="none")(torch.randn(3, 4)).shape == (3, 2)
+    assert MLPDiscriminator(2, hidden=(8,))(torch.randn(3, 2)).shape == (3,)
+
+
+def test_mode_metrics_on_real_and_collapsed_samples():
+    g = torch.Generator().manual_seed(0)
+    real = mode_metrics(sample_mixture("ring8", 4000, g), "ring8")
+    assert real["modes_covered"] == 8 and real["high_quality_share"] > 0.99  # 3 std holds 98.9% in 2-D
+    collapsed = mode_metrics(sample_mixture("ring8", 4000, g)[:, :1].repeat(1, 2) * 0 + torch.tensor([2.0, 0.0]),
+                             "ring8")
+    assert collapsed["modes_covered"] == 1 and collapsed["modes_any"] == 1
+    grid = mode_metrics(sample_mixture("grid25", 10000, g), "grid25")
+    assert grid["modes_covered"] == 25 and grid["n_modes"] == 25
+
+
+def test_linear_autoencoder_spans_the_pca_subspace():
+    rng = np.random.default_rng(0)
+    d, k, n = 12, 3, 400
+    basis, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    scales = np.array([5.0, 3.0, 2.0] + [0.3] * (d - k))  # clear eigengap after k
+    x = (rng.normal(size=(n, d)) * scales) @ basis.T + 1.5
+    xt = torch.from_numpy(x).float()
+    model = train_linear_ae(xt - xt.mean(0), k, steps=1500, lr=3e-2)
+    res = compare_with_pca(x, model, k)
+    assert res["max_principal_angle_deg"] < 1.0  # span(U) = top-3 principal subspace
+    assert res["mse_ratio_to_pca"] < 1.01
+    # the angle measure does fail for a wrong subspace (the next principal directions)
+    U = model.U.weight.detach().double().numpy()
+    assert principal_angles_deg(U, basis[:, k:2 * k]).min() > 80
+
+
+def test_vae_kl_matches_monte_carlo():
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(4, 3), torch.randn(4, 3) * 0.5
+    z = mu + (0.5 * logvar).exp() * torch.randn(200000, 4, 3)  # samples of q
+    mc = (log_normal(z, mu, logvar) - log_normal(z, torch.zeros(3), torch.zeros(3))).mean(0)  # E_q log q/p
+    assert torch.allclose(kl_normal_std(mu, logvar), mc, rtol=0.02, atol=0.01)
+    assert kl_normal_std(torch.zeros(2, 5), torch.zeros(2, 5)).abs().max() == 0
+
+
+def test_iwae_bound_is_tighter_than_the_elbo():
+    torch.manual_seed(0)
+    model = VAE(x_dim=20, hidden=16, latent=2)
+    x = torch.bernoulli(torch.full((64, 20), 0.3))
+    with torch.no_grad():
+        elbo_nll = torch.stack([vae_loss(model, x)[0] for _ in range(200)]).mean().item()
+    torch.manual_seed(1)
+    k1 = iwae_nll(model, x, k=1).mean().item()
+    k50 = iwae_nll(model, x, k=50).mean().item()
+    assert k1 == pytest.approx(elbo_nll, rel=0.02)  # k = 1 is the ELBO
+    assert k50 < elbo_nll - 0.05  # more samples: a tighter (smaller) NLL bound
+    # for a 1-pixel, 1-latent model the bound with many samples reaches log p(x) computed by quadrature
+    m = VAE(x_dim=1, hidden=4, latent=1)
+    x1 = torch.ones(1, 1)
+    zs = torch.linspace(-8, 8, 4001)[:, None]
+    with torch.no_grad():
+        logp = torch.logsumexp(-F.binary_cross_entropy_with_logits(m.decode(zs), x1.expand(4001, 1), reduction="none")[:, 0]
+                               + log_normal(zs, torch.zeros(1), torch.zeros(1)), 0) + math.log(16 / 4000)
+    torch.manual_seed(0)
+    assert iwae_nll(m, x1, k=20000).item() == pytest.approx(-logp.item(), abs=0.03)
