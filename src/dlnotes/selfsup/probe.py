@@ -1,0 +1,119 @@
+"""Evaluating learned features: linear probe, k-nearest neighbours, fine-tuning, label subsets.
+
+After self-supervised pretraining the notes drop the projection head and put a linear classifier
+on the encoder ``g``: either the encoder is frozen (*linear probe*: multinomial logistic regression
+on the features, here fitted with L-BFGS on standardised features) or every weight is trained
+(*fine-tuning*). Supervised training from scratch on the same labels is the baseline.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.images import digits8x8, fashion_mnist, mnist
+from ..nn.backbones import to_float
+
+
+def load_images(name: str):
+    """``(x_train, y_train, x_test, y_test)`` uint8 images and labels; ``digits`` is the built-in
+    8x8 set (first 1500 for training, the rest for testing)."""
+    if name == "fashion_mnist":
+        return (*fashion_mnist("train"), *fashion_mnist("test"))
+    if name == "mnist":
+        return (*mnist("train"), *mnist("test"))
+    if name == "digits":
+        x, y = digits8x8()
+        return x[:1500], y[:1500], x[1500:], y[1500:]
+    raise ValueError(f"unknown dataset {name!r}: fashion_mnist | mnist | digits")
+
+
+def label_subset(y: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
+    """Indices of a class-balanced ``fraction`` of the labels (at least one per class)."""
+    g = torch.Generator().manual_seed(seed)
+    classes = y.unique()
+    per_class = max(1, round(fraction * len(y) / len(classes)))
+    idx = []
+    for c in classes:
+        members = (y == c).nonzero().squeeze(1)
+        idx.append(members[torch.randperm(len(members), generator=g)[:per_class]])
+    return torch.cat(idx).sort().values
+
+
+@torch.no_grad()
+def features(encoder: nn.Module, images: torch.Tensor, batch: int = 1000, device="cpu") -> torch.Tensor:
+    """Encoder features of uint8 images ``(N, H, W)`` in eval mode: ``(N, D)``."""
+    was_training = encoder.training
+    encoder.eval()
+    out = torch.cat([encoder(to_float(images[i: i + batch]).to(device)).float().cpu()
+                     for i in range(0, len(images), batch)])
+    encoder.train(was_training)
+    return out
+
+
+def linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Tensor, y_test: torch.Tensor,
+                 weight_decay: float = 1e-4, max_iter: int = 300) -> float:
+    """Test accuracy of multinomial logistic regression on frozen features (L-BFGS, L2 penalty)."""
+    mu, sd = f_train.mean(0), f_train.std(0) + 1e-6
+    a, b = (f_train - mu) / sd, (f_test - mu) / sd
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    lin = nn.Linear(a.shape[1], n_classes)
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(a), y_train) + weight_decay * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return (lin(b).argmax(-1) == y_test).float().mean().item()
+
+
+@torch.no_grad()
+def knn_accuracy(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Tensor, y_test: torch.Tensor,
+                 k: int = 20, temperature: float = 0.1, chunk: int = 1000) -> float:
+    """Weighted k-NN with cosine similarity (votes ``exp(sim / T)``), as in Wu et al. 2018."""
+    a, b = F.normalize(f_train, dim=-1), F.normalize(f_test, dim=-1)
+    n_classes = int(y_train.max()) + 1
+    correct = 0
+    for i in range(0, len(b), chunk):
+        sim = b[i: i + chunk] @ a.T  # (C, N)
+        top, idx = sim.topk(k, dim=-1)
+        votes = torch.zeros(len(top), n_classes).scatter_add_(1, y_train[idx], (top / temperature).exp())
+        correct += (votes.argmax(-1) == y_test[i: i + chunk]).sum().item()
+    return correct / len(b)
+
+
+def train_classifier(encoder: nn.Module, feat_dim: int, x: torch.Tensor, y: torch.Tensor, steps: int, batch: int,
+                     lr: float, augment=None, seed: int = 0, device="cpu") -> nn.Module:
+    """Train ``encoder`` + a linear layer end to end (fine-tuning, or from scratch for a fresh encoder)
+    on uint8 images ``x`` with labels ``y``; returns the classifier (a copy, the encoder is untouched)."""
+    n_classes = int(y.max()) + 1
+    model = nn.Sequential(copy.deepcopy(encoder), nn.Linear(feat_dim, n_classes)).to(device)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (min(batch, len(x)),), generator=g)
+        xb = to_float(x[idx])
+        if augment is not None:
+            xb = augment(xb, g)
+        loss = F.cross_entropy(model(xb.to(device)), y[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def classifier_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000, device="cpu") -> float:
+    correct = 0
+    for i in range(0, len(x), batch):
+        correct += (model(to_float(x[i: i + batch]).to(device)).argmax(-1).cpu() == y[i: i + batch]).sum().item()
+    return correct / len(x)
