@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--length", type=int, default=300)
     s.add_argument("--temperature", type=float, default=0.8)
     s.add_argument("--top-k", type=int, default=0)
+    s.add_argument("--top-p", type=float, default=None, help="nucleus sampling (language models that support it)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--src", help="source sentence for translation models")
     s.add_argument("--n", type=int, default=64, help="number of samples for image models")

@@ -62,12 +62,11 @@ def digits8x8() -> tuple[torch.Tensor, torch.Tensor]:
 def omniglot(split: str = "background", size: int = 28) -> tuple[torch.Tensor, list[tuple[str, str]]]:
     """Omniglot characters as ``(n_chars, 20, size, size)`` uint8 (ink = 255) and their
     ``(alphabet, character)`` names. ``split``: background, evaluation, background_small1/2."""
-    zipname = f"images_{split}.zip"
-    zpath = path("omniglot", zipname)
     cache = cache_dir() / f"omniglot_{split}_{size}.pt"
-    if cache.exists():
+    if cache.exists():  # decoded earlier: the zip is no longer needed
         blob = torch.load(cache, weights_only=True)
         return blob["images"], [tuple(x.split("/")) for x in blob["names"]]
+    zpath = path("omniglot", f"images_{split}.zip")
     from PIL import Image
 
     groups: dict[tuple[str, str], list[tuple[str, bytes]]] = {}

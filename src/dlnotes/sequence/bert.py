@@ -1,0 +1,243 @@
+"""BERT (Lecture 8): a Transformer encoder pretrained with masked-LM and next-sentence prediction.
+
+Input: ``[CLS] A [SEP] B [SEP]`` in WordPiece tokens; each token's embedding is the sum of a token,
+a learned position and a segment (A = 0, B = 1) embedding, followed by LayerNorm and dropout. The
+encoder is Lecture 7's post-norm :class:`~dlnotes.sequence.transformer.TransformerEncoder` (GELU, padding
+masked as keys); each layer's output is a contextual feature for every token.
+
+Masked LM: 15% of the (non-special) positions are chosen; of those, 80% are replaced by ``[MASK]``, 10% by
+a random token and 10% left unchanged, and the model predicts the original token there only:
+``L_MLM = -mean_{chosen t} log p(x_t | x~)``, with a head ``LN(GELU(W h_t))`` -> logits tied to the token
+embedding. Next-sentence prediction: B is the sentence that followed A (label 1) or a random sentence
+(label 0), half the time each; a tanh "pooler" on the ``[CLS]`` state feeds a 2-way classifier.
+``L = L_MLM + L_NSP``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..engine import Run, recipe
+from . import tokenize as TK
+from .gpt2 import lr_at, make_optimizer
+from .transformer import TransformerEncoder
+
+SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+@dataclass
+class BERTConfig:
+    corpus: str = "english"  # english (Wikipedia part of english_corpus) | builtin (no download)
+    wiki_files: int = 20  # training files wiki_00..; NSP/MLM validation on wiki_99
+    vocab_size: int = 8000  # WordPiece vocabulary
+    max_len: int = 128  # tokens per [CLS] A [SEP] B [SEP] input
+    n_layers: int = 4  # encoder blocks
+    n_heads: int = 4  # attention heads
+    d_model: int = 256  # hidden width
+    dropout: float = 0.1  # dropout on embeddings, attention, sublayers
+    mask_prob: float = 0.15  # fraction of positions chosen for MLM
+    batch_size: int = 32  # pairs per step
+    iters: int = 6000  # optimisation steps
+    lr: float = 5e-4  # peak AdamW learning rate
+    min_lr: float = 5e-5  # after cosine decay
+    warmup: int = 300  # linear warm-up steps
+    weight_decay: float = 0.01  # AdamW decay on matrices
+    eval_batches: int = 20  # held-out batches for the final MLM loss / NSP accuracy
+    ckpt_every: int = 1000  # steps between checkpoints
+
+
+# ----------------------------------------------------------------------------- model
+class BERT(nn.Module):
+    def __init__(self, vocab: int, max_len: int, n_layers: int, n_heads: int, d_model: int, dropout: float,
+                 pad_id: int = 0):
+        super().__init__()
+        self.pad_id = pad_id
+        self.tok = nn.Embedding(vocab, d_model, padding_idx=pad_id)
+        self.pos = nn.Embedding(max_len, d_model)
+        self.seg = nn.Embedding(2, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.encoder = TransformerEncoder(n_layers, d_model, n_heads, 4 * d_model, dropout, norm_first=False,
+                                          activation="gelu")
+        self.mlm_transform = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model))
+        self.mlm_bias = nn.Parameter(torch.zeros(vocab))
+        self.pooler = nn.Sequential(nn.Linear(d_model, d_model), nn.Tanh())
+        self.nsp = nn.Linear(d_model, 2)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def features(self, ids: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+        """ids, segments (B, T) -> contextual token features (B, T, d)."""
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        x = self.drop(self.norm(self.tok(ids) + self.pos(pos)[None] + self.seg(segments)))  # (B, T, d)
+        return self.encoder(x, key_padding_mask=ids == self.pad_id)
+
+    def forward(self, ids, segments):
+        h = self.features(ids, segments)  # (B, T, d)
+        mlm_logits = F.linear(self.mlm_transform(h), self.tok.weight, self.mlm_bias)  # (B, T, V)
+        nsp_logits = self.nsp(self.pooler(h[:, 0]))  # (B, 2) from [CLS]
+        return mlm_logits, nsp_logits
+
+
+# ----------------------------------------------------------------------------- masking and pairs
+def mask_tokens(ids: torch.Tensor, special: torch.Tensor, vocab: int, mask_id: int, g: torch.Generator,
+                prob: float = 0.15):
+    """BERT's masking. ids (B, T); special (B, T) True at [CLS]/[SEP]/[PAD] (never chosen).
+    Returns (inputs, labels) with labels = -100 where the position was not chosen."""
+    chosen = (torch.rand(ids.shape, generator=g) < prob) & ~special
+    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+    r = torch.rand(ids.shape, generator=g)
+    inputs = ids.clone()
+    inputs[chosen & (r < 0.8)] = mask_id  # 80%: [MASK]
+    rand_pos = chosen & (r >= 0.8) & (r < 0.9)  # 10%: a random token
+    inputs[rand_pos] = torch.randint(0, vocab, ids.shape, generator=g)[rand_pos]
+    return inputs, labels  # the other 10% keep the original token
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    return [s for s in SENT_RE.split(paragraph) if len(s.split()) >= 3]
+
+
+class PairData:
+    """Tokenised sentences grouped by paragraph, and a builder of NSP pairs for a (seed, step)."""
+
+    def __init__(self, tok, paragraphs, max_len: int):
+        self.tok, self.max_len = tok, max_len
+        self.pad, self.cls, self.sep = (tok.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]"))
+        self.mask_id = tok.token_to_id("[MASK]")
+        sents, para_of = [], []
+        paras = [split_sentences(p) for p in paragraphs]
+        flat = [s for p in paras for s in p]
+        enc = tok.encode_batch(flat, add_special_tokens=False) if flat else []
+        k = 0
+        for pi, p in enumerate(paras):
+            for _ in p:
+                sents.append(enc[k].ids)
+                para_of.append(pi)
+                k += 1
+        self.sents, self.para_of = sents, np.array(para_of)
+        # a sentence can start a "next" pair when the following sentence is in the same paragraph
+        self.has_next = np.nonzero(self.para_of[:-1] == self.para_of[1:])[0]
+
+    def batch(self, n: int, seed: int):
+        rng = np.random.default_rng(seed)
+        first = rng.choice(self.has_next, n)
+        is_next = rng.random(n) < 0.5
+        second = np.where(is_next, first + 1, rng.integers(0, len(self.sents), n))
+        budget = self.max_len - 3
+        ids = torch.full((n, self.max_len), self.pad, dtype=torch.long)
+        seg = torch.zeros((n, self.max_len), dtype=torch.long)
+        for r, (a, b) in enumerate(zip(first, second)):
+            A, B = self.sents[a], self.sents[b]
+            la = min(len(A), max(budget // 2, budget - len(B)))
+            lb = min(len(B), budget - la)
+            row = [self.cls] + A[:la] + [self.sep] + B[:lb] + [self.sep]
+            ids[r, :len(row)] = torch.tensor(row)
+            seg[r, la + 2:len(row)] = 1
+        special = (ids == self.pad) | (ids == self.cls) | (ids == self.sep)
+        return ids, seg, special, torch.from_numpy(is_next.astype(np.int64))
+
+
+def load_pairs(tok, cfg: BERTConfig, held_out: bool) -> PairData:
+    if cfg.corpus == "builtin":
+        paras = TK.builtin_paragraphs()
+        cut = int(0.9 * len(paras))
+        paras = paras[cut:] if held_out else paras[:cut]
+    else:
+        paras = list(TK.wiki_paragraphs(TK.wiki_files(cfg.wiki_files, held_out)))
+    return PairData(tok, paras, cfg.max_len)
+
+
+def bert_losses(model: BERT, data: PairData, n: int, seed: int, vocab: int, prob: float, device):
+    ids, seg, special, nsp_label = data.batch(n, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    inputs, labels = mask_tokens(ids, special, vocab, data.mask_id, g, prob)
+    mlm_logits, nsp_logits = model(inputs.to(device), seg.to(device))
+    mlm = F.cross_entropy(mlm_logits.reshape(-1, vocab).float(), labels.reshape(-1).to(device), ignore_index=-100)
+    nsp = F.cross_entropy(nsp_logits.float(), nsp_label.to(device))
+    nsp_acc = (nsp_logits.argmax(-1).cpu() == nsp_label).float().mean().item()
+    return mlm, nsp, nsp_acc
+
+
+def pretrain_bert(cfg: BERTConfig, run: Run) -> dict[str, float]:
+    tok = TK.tokenizer_for("wordpiece", cfg.corpus, cfg.wiki_files, cfg.vocab_size)
+    run.save_text("tokenizer.json", tok.to_str())
+    train, valid = load_pairs(tok, cfg, False), load_pairs(tok, cfg, True)
+    vocab = tok.get_vocab_size()
+    model = BERT(vocab, cfg.max_len, cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.dropout, train.pad)
+    net = run.prepare(model)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    run.watch(model=model, optimizer=opt)
+    start = run.restore()
+    run.print(f"BERT: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+              f"{len(train.sents)} training sentences, vocab {vocab}")
+    t0 = time.time()
+    for step in run.steps(cfg.iters, unit="pair", items_per_step=cfg.batch_size):
+        for gr in opt.param_groups:
+            gr["lr"] = lr_at(step, cfg)
+        with run.autocast():
+            mlm, nsp, acc = bert_losses(net, train, cfg.batch_size, step * 7919 + run.rank, vocab, cfg.mask_prob,
+                                        run.device)
+        loss = mlm + nsp
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0 or step == cfg.iters - 1:
+            run.log(step, loss=loss.item(), mlm_loss=mlm.item(), nsp_loss=nsp.item(), nsp_acc=acc)
+        else:
+            run.log_check(step, loss=loss.item())
+    train_s = time.time() - t0
+    model.eval()
+    with torch.no_grad():
+        stats = [bert_losses(model, valid, cfg.batch_size, 10_000_000 + i, vocab, cfg.mask_prob, run.device)
+                 for i in range(cfg.eval_batches)]
+    model.train()
+    run.checkpoint()
+    mlm_v = float(np.mean([s[0].item() for s in stats]))
+    return {"mlm_loss": mlm_v, "mlm_ppl": math.exp(mlm_v), "nsp_accuracy": float(np.mean([s[2] for s in stats])),
+            "throughput": cfg.batch_size * cfg.max_len * (cfg.iters - start) / max(train_s, 1e-9)}
+
+
+def load_pretrained(run_dir: Path):
+    """(model, tokenizer, config) from a bert-pretrain run directory's latest checkpoint."""
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+
+    from ..engine.config import from_dict
+
+    run_dir = Path(run_dir)
+    cfg = from_dict(BERTConfig, json.loads((run_dir / "config.json").read_text())["config"])
+    tok = Tokenizer.from_str((run_dir / "tokenizer.json").read_text())
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.exists():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (checkpoints/latest missing)")
+    weights = load_file(str(run_dir / "checkpoints" / pointer.read_text().strip() / "weights.safetensors"))
+    model = BERT(tok.get_vocab_size(), cfg.max_len, cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.dropout,
+                 tok.token_to_id("[PAD]"))
+    model.load_state_dict({k[len("model/"):]: v for k, v in weights.items() if k.startswith("model/")})
+    return model, tok, cfg
+
+
+@recipe("bert-pretrain", lecture=8, section="BERT", config=BERTConfig, datasets=("english_corpus",),
+        presets={"quick": {"corpus": "builtin", "vocab_size": 2000, "max_len": 64, "n_layers": 2, "d_model": 64,
+                           "n_heads": 2, "batch_size": 16, "iters": 60, "warmup": 10, "eval_batches": 3,
+                           "ckpt_every": 30}})
+def bert_pretrain(cfg: BERTConfig, run: Run) -> dict[str, float]:
+    """Small BERT (post-norm encoder, WordPiece) pretrained with masked LM (15%, 80/10/10) and NSP."""
+    return pretrain_bert(cfg, run)

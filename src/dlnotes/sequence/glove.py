@@ -1,0 +1,166 @@
+"""GloVe (Lecture 8): global vectors by weighted least-squares factorisation of log co-occurrences.
+
+Co-occurrence counts ``x_ij`` are summed over a symmetric window, each pair at distance ``k`` adding
+``1/k`` (distance weighting, as Pennington et al. 2014). The notes' loss is
+
+    L(U, V, b, c) = sum_{i,j: x_ij > 0} f(x_ij) (u_i^T v_j + b_i + c_j - log x_ij)^2,
+    f(x) = min(1, (x / x_max)^alpha),   x_max = 100, alpha = 0.75,
+
+so frequent pairs do not dominate and pairs that never co-occur (log 0) never enter. It is minimised
+with AdaGrad over shuffled minibatches of the non-zero entries: for each parameter ``theta`` with
+gradient ``g``, ``theta <- theta - eta g / sqrt(G)`` then ``G <- G + g^2`` (``G`` starts at 1, as in
+the reference C code). The word vectors are ``U + V`` (the paper's ``W + W~``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..engine import Run, recipe
+from .word2vec import Corpus, evaluate_and_report, load_training_corpus
+
+
+@dataclass
+class GloVeConfig:
+    corpus: str = "english"  # english | brown | builtin (see word2vec.W2VConfig)
+    wiki_files: int = 99  # Wikipedia files wiki_00 .. wiki_{n-1} (wiki_99 held out)
+    nltk: bool = False  # add the NLTK corpora
+    min_count: int = 5  # vocabulary threshold
+    max_vocab: int = 0  # cap on the vocabulary (0: none)
+    window: int = 10  # symmetric co-occurrence window
+    dim: int = 100  # vector size
+    x_max: float = 100.0  # f(x) saturates at x_max
+    alpha: float = 0.75  # f(x) = (x / x_max)^alpha below x_max
+    lr: float = 0.05  # AdaGrad step eta
+    epochs: int = 15  # passes over the non-zero co-occurrences
+    batch: int = 65536  # non-zero entries per AdaGrad minibatch
+    chunk_words: int = 1_000_000  # tokens counted at a time when building the co-occurrence matrix
+    eval_restrict: int = 30_000  # analogy search vocabulary
+    ckpt_every: int = 0  # steps (minibatches) between checkpoints
+
+
+def cooccurrence(corpus: Corpus, window: int, chunk_words: int = 1_000_000):
+    """Symmetric distance-weighted counts X (scipy CSR, N x N): x_ij = sum over pairs 1/distance."""
+    import scipy.sparse as sp
+
+    n = len(corpus.words)
+    sent = np.repeat(np.arange(len(corpus.starts) - 1), np.diff(corpus.starts))
+    total = sp.csr_matrix((n, n), dtype=np.float64)
+    for a in range(0, len(corpus.ids), chunk_words):
+        b = min(len(corpus.ids), a + chunk_words + window)  # overlap so pairs across the cut count once
+        ids, s = corpus.ids[a:b].astype(np.int64), sent[a:b]
+        rows, cols, vals = [], [], []
+        for k in range(1, window + 1):
+            first = np.arange(min(chunk_words, len(ids) - k))  # left word of each pair starts in this chunk
+            ok = s[first] == s[first + k]
+            rows.append(ids[first[ok]])
+            cols.append(ids[first[ok] + k])
+            vals.append(np.full(int(ok.sum()), 1.0 / k))
+        r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        total = total + sp.coo_matrix((v, (r, c)), shape=(n, n)).tocsr()  # duplicates are summed
+    return (total + total.T).tocsr()
+
+
+def weight(x: torch.Tensor, x_max: float, alpha: float) -> torch.Tensor:
+    """f(x) = min(1, (x / x_max)^alpha)."""
+    return torch.clamp((x / x_max) ** alpha, max=1.0)
+
+
+def glove_loss(U, V, b, c, i, j, x, x_max: float = 100.0, alpha: float = 0.75) -> torch.Tensor:
+    """sum_k f(x_k) (u_{i_k}.v_{j_k} + b_{i_k} + c_{j_k} - log x_k)^2 over the given non-zero entries."""
+    diff = (U[i] * V[j]).sum(-1) + b[i] + c[j] - torch.log(x)
+    return (weight(x, x_max, alpha) * diff ** 2).sum()
+
+
+class GloVe(torch.nn.Module):
+    def __init__(self, n: int, dim: int, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        init = lambda *s: (torch.rand(*s, generator=g) - 0.5) / dim  # noqa: E731
+        self.register_buffer("U", init(n, dim))  # (N, d) word vectors u_i
+        self.register_buffer("V", init(n, dim))  # (N, d) context vectors v_j
+        self.register_buffer("b", init(n))  # (N,) word biases
+        self.register_buffer("c", init(n))  # (N,) context biases
+        for name in ("U", "V", "b", "c"):  # AdaGrad accumulators G, starting at 1
+            self.register_buffer(f"G{name}", torch.ones_like(getattr(self, name)))
+
+    def adagrad_step(self, i, j, x, lr: float, x_max: float, alpha: float) -> float:
+        """One AdaGrad minibatch on entries (i, j, x); returns the minibatch loss (before the step).
+
+        With diff = u_i.v_j + b_i + c_j - log x and fd = 2 f(x) diff, the gradients are
+        dL/du_i = fd v_j, dL/dv_j = fd u_i, dL/db_i = dL/dc_j = fd (rows repeated in a batch are summed).
+        """
+        u, v = self.U[i], self.V[j]  # (B, d)
+        diff = (u * v).sum(-1) + self.b[i] + self.c[j] - torch.log(x)  # (B,)
+        fw = weight(x, x_max, alpha)
+        fd = 2 * fw * diff
+        loss = float((fw * diff ** 2).sum())
+        for P, G, idx, grad in ((self.U, self.GU, i, fd[:, None] * v), (self.V, self.GV, j, fd[:, None] * u),
+                                (self.b, self.Gb, i, fd), (self.c, self.Gc, j, fd)):
+            rows, inv = idx.unique(return_inverse=True)
+            g = torch.zeros((len(rows),) + P.shape[1:], dtype=P.dtype).index_add_(0, inv, grad)  # summed per row
+            P[rows] -= lr * g / G[rows].sqrt()
+            G[rows] += g ** 2
+        return loss
+
+    def vectors(self) -> np.ndarray:
+        return (self.U + self.V).numpy()  # the paper's W + W~
+
+
+def train_glove(corpus: Corpus, cfg: GloVeConfig, seed: int = 0, run: Run | None = None):
+    """Count co-occurrences, then AdaGrad epochs over the shuffled non-zeros; returns (vectors, info)."""
+    t0 = time.time()
+    X = cooccurrence(corpus, cfg.window, cfg.chunk_words).tocoo()
+    i = torch.from_numpy(X.row.astype(np.int64))
+    j = torch.from_numpy(X.col.astype(np.int64))
+    x = torch.from_numpy(X.data.astype(np.float32))
+    count_s = time.time() - t0
+    model = GloVe(len(corpus.words), cfg.dim, seed)
+    nnz = len(x)
+    with torch.no_grad():  # loss of the initial parameters, for reference
+        init_loss = sum(float(glove_loss(model.U, model.V, model.b, model.c, i[a:a + cfg.batch], j[a:a + cfg.batch],
+                                         x[a:a + cfg.batch], cfg.x_max, cfg.alpha))
+                        for a in range(0, nnz, cfg.batch)) / max(nnz, 1)
+    per_epoch = max(1, -(-nnz // cfg.batch))
+    total = per_epoch * cfg.epochs
+    if run is not None:
+        run.print(f"{nnz} non-zero co-occurrences (window {cfg.window}) counted in {count_s:.0f}s")
+        run.watch(model=model)
+        start = run.restore()
+        steps = run.steps(total, unit="batch")
+    else:
+        start, steps = 0, range(total)
+    perm = None
+    epoch_loss = float(run.state.get("epoch_loss", 0.0)) if run is not None else 0.0  # resumed mid-epoch
+    for step in steps:
+        epoch, k = divmod(step, per_epoch)
+        if perm is None or k == 0:
+            perm = torch.randperm(nnz, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+            epoch_loss = 0.0 if k == 0 else epoch_loss
+        sel = perm[k * cfg.batch:(k + 1) * cfg.batch]
+        epoch_loss += model.adagrad_step(i[sel], j[sel], x[sel], cfg.lr, cfg.x_max, cfg.alpha)
+        if run is not None:
+            run.state["epoch_loss"] = epoch_loss
+        if run is not None and k == per_epoch - 1:
+            run.log(step, loss=epoch_loss / nnz, epoch=epoch + 1)
+    info = {"nnz": nnz, "initial_loss": init_loss, "count_s": count_s, "train_s": time.time() - t0 - count_s,
+            "start_step": start, "final_loss": epoch_loss / nnz}
+    if run is not None:
+        run.checkpoint()
+    return model.vectors(), info
+
+
+@recipe("glove", lecture=8, section="GloVe", config=GloVeConfig, datasets=("english_corpus", "wordsim"),
+        presets={"quick": {"corpus": "builtin", "min_count": 3, "dim": 50, "epochs": 10, "batch": 4096,
+                           "window": 5}})
+def glove_recipe(cfg: GloVeConfig, run: Run) -> dict[str, float]:
+    """GloVe: distance-weighted co-occurrences, weighted least squares with AdaGrad, vectors U + V."""
+    corpus = load_training_corpus(cfg)
+    vectors, info = train_glove(corpus, cfg, seed=0, run=run)
+    extra = {"corpus_tokens": corpus.raw_tokens, "vocab": len(corpus.words), "cooccurrences": info["nnz"],
+             "initial_loss": info["initial_loss"], "train_loss": info["final_loss"], "count_s": info["count_s"],
+             "train_s": info["train_s"]}
+    return evaluate_and_report(corpus.words, vectors, run, cfg.eval_restrict, extra)

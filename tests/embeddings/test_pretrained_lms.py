@@ -1,0 +1,172 @@
+"""Tiers 1-2 for Lecture 8's pretrained language models: tokenizers, BERT masking and pairs, causal
+masking in GPT-2, direction separation in ELMo's biLM, sampling filters, and short learning runs."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dlnotes.sequence import bert as B
+from dlnotes.sequence import elmo as E
+from dlnotes.sequence import finetune as FT
+from dlnotes.sequence import gpt2 as G
+from dlnotes.sequence import tokenize as TK
+
+
+@pytest.fixture(scope="module")
+def wordpiece():
+    return TK.train_wordpiece(TK.builtin_paragraphs(), vocab_size=2000)
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return TK.train_byte_bpe(TK.builtin_paragraphs(), vocab_size=2000)
+
+
+# ----------------------------------------------------------------------------- tokenizers
+def test_wordpiece_splits_walking_into_subwords(wordpiece):
+    parts = TK.pieces(wordpiece, "Walking")
+    assert len(parts) >= 2 and all(p.startswith("##") for p in parts[1:])
+    assert "".join(p.removeprefix("##") for p in parts) == "walking"  # lower-cased, nothing lost
+    enc = wordpiece.encode("first part", "second part")
+    assert enc.tokens[0] == "[CLS]" and enc.tokens.count("[SEP]") == 2 and enc.type_ids[-1] == 1
+
+
+def test_byte_bpe_round_trips_any_text(bpe):
+    text = "Walking in Zürich costs 5€ — naïve café ☕ 日本"
+    ids = bpe.encode(text).ids
+    assert bpe.get_vocab_size() == 2000 and bpe.decode(ids) == text  # bytes: no unknown symbols
+    assert len(TK.pieces(bpe, " walking")) <= len(" walking".encode())  # merges shorten the byte sequence
+
+
+# ----------------------------------------------------------------------------- BERT
+def test_mlm_masking_statistics():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 1000, (400, 500), generator=g)
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[:, 0] = special[:, -1] = True
+    inputs, labels = B.mask_tokens(ids, special, 1000, mask_id=4, g=g, prob=0.15)
+    chosen = labels != -100
+    n = chosen.sum().item()
+    assert abs(n / (~special).sum().item() - 0.15) < 0.003  # 15% of the non-special positions
+    assert not chosen[special].any() and (labels[chosen] == ids[chosen]).all()
+    as_mask = (inputs[chosen] == 4).float().mean().item()
+    unchanged = (inputs[chosen] == ids[chosen]).float().mean().item()
+    rand = 1 - as_mask - unchanged
+    assert abs(as_mask - 0.8) < 0.01 and abs(unchanged - 0.1) < 0.01 and abs(rand - 0.1) < 0.01
+    assert (inputs[~chosen] == ids[~chosen]).all()  # nothing else is touched
+
+
+def test_nsp_pairs_layout(wordpiece):
+    data = B.PairData(wordpiece, TK.builtin_paragraphs()[:400], max_len=48)
+    ids, seg, special, is_next = data.batch(200, seed=0)
+    assert 0.35 < is_next.float().mean() < 0.65
+    for r in range(20):
+        row = ids[r][ids[r] != data.pad].tolist()
+        assert row[0] == data.cls and row[-1] == data.sep and row.count(data.sep) == 2
+        first_sep = row.index(data.sep)
+        assert (seg[r, :first_sep + 1] == 0).all() and (seg[r, first_sep + 1:len(row)] == 1).all()
+    assert ids.shape[1] == 48
+
+
+def test_bert_padding_does_not_change_features():
+    torch.manual_seed(0)
+    m = B.BERT(50, 16, 2, 2, 16, 0.0).eval()
+    ids = torch.tensor([[2, 7, 8, 9, 3]])
+    padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], 1)
+    a = m.features(ids, torch.zeros_like(ids))
+    b = m.features(padded, torch.zeros_like(padded))[:, :5]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- GPT-2
+def test_causal_mask_no_leakage_from_the_future():
+    torch.manual_seed(0)
+    cfg = G.GPT2Config(context=16, n_layers=2, n_heads=2, d_model=32, dropout=0.0)
+    m = G.build_model(cfg, 100).eval()
+    x = torch.randint(0, 100, (2, 16))
+    y = x.clone()
+    y[:, 9] = (y[:, 9] + 1) % 100
+    lx, _ = m(x)
+    ly, _ = m(y)
+    torch.testing.assert_close(lx[:, :9], ly[:, :9])  # positions before the change see nothing of it
+    assert (lx[:, 9:] - ly[:, 9:]).abs().amax(-1).min() > 1e-6  # later ones do
+
+
+def test_gpt2_classifier_ignores_right_padding():
+    torch.manual_seed(0)
+    m = G.build_model(G.GPT2Config(context=16, n_layers=1, n_heads=2, d_model=16, dropout=0.0), 30)
+    clf = FT.Classifier("gpt2", m, 16, pad_id=0, dropout=0.0).eval()
+    a = clf(torch.tensor([[5, 6, 7]]))
+    b = clf(torch.tensor([[5, 6, 7, 0, 0, 0]]))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_top_k_and_nucleus_filters():
+    logits = torch.log(torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05]))
+    k = G.filter_logits(logits, 1.0, top_k=2)
+    assert torch.isfinite(k).tolist() == [True, True, False, False, False]
+    p = G.filter_logits(logits, 1.0, top_p=0.8)  # 0.5 + 0.2 < 0.8 <= 0.5 + 0.2 + 0.15
+    assert torch.isfinite(p).tolist() == [True, True, True, False, False]
+    p = G.filter_logits(logits, 1.0, top_p=0.5)
+    assert torch.isfinite(p).tolist() == [True, False, False, False, False]
+    hot = torch.softmax(G.filter_logits(logits, 0.5), -1)
+    assert hot[0] > 0.5  # temperature < 1 sharpens
+
+
+# ----------------------------------------------------------------------------- ELMo
+def test_bilm_directions_do_not_see_what_they_predict():
+    torch.manual_seed(0)
+    m = E.BiLM(40, 8, 8, 2, 0.0).eval()
+    x = torch.randint(0, 40, (2, 10))
+    y = x.clone()
+    y[:, 6] = (y[:, 6] + 1) % 40
+    hx, hy = m.layer_states(x)[-1], m.layer_states(y)[-1]
+    torch.testing.assert_close(hx[:, :6, :8], hy[:, :6, :8])  # forward states before the change
+    torch.testing.assert_close(hx[:, 7:, 8:], hy[:, 7:, 8:])  # backward states after it
+    assert (hx[:, 6:, :8] - hy[:, 6:, :8]).abs().max() > 0 and (hx[:, :7, 8:] - hy[:, :7, 8:]).abs().max() > 0
+
+
+def test_elmo_mix_and_padding():
+    torch.manual_seed(0)
+    m = E.BiLM(40, 8, 8, 2, 0.0).eval()
+    with torch.no_grad():
+        m.mix.w.copy_(torch.tensor([0.0, 0.0, 5.0]))
+        m.mix.gamma.fill_(2.0)
+    x = torch.tensor([[3, 4, 5, 6]])
+    layers = m.layer_states(x)
+    s = torch.softmax(m.mix.w, 0)
+    torch.testing.assert_close(m.mix(layers), 2.0 * (s[0] * layers[0] + s[1] * layers[1] + s[2] * layers[2]))
+    a = E.sentence_features(m, x, pad_id=0)
+    b = E.sentence_features(m, torch.tensor([[3, 4, 5, 6, 0, 0]]), pad_id=0)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- tier 2: losses fall within seconds
+def test_tiny_gpt_and_bert_learn(bpe, wordpiece):
+    torch.manual_seed(0)
+    paras = TK.builtin_paragraphs()
+    data = torch.tensor([i for e in bpe.encode_batch(paras[:1500]) for i in e.ids])
+    cfg = G.GPT2Config(context=16, n_layers=1, n_heads=2, d_model=32, dropout=0.0)
+    m = G.build_model(cfg, bpe.get_vocab_size())
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    for step in range(50):
+        x, y = G.get_batch(data, 16, 16, seed=step)
+        _, loss = m(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert G.evaluate(m, data, 16, 16) < math.log(2000) - 1.2  # from ln V = 7.6 nats to below 6.4
+
+    pairs = B.PairData(wordpiece, paras[:1500], max_len=32)
+    bm = B.BERT(2000, 32, 1, 2, 32, 0.0, pairs.pad)
+    opt = torch.optim.AdamW(bm.parameters(), lr=5e-3)
+    for step in range(50):
+        mlm, nsp, _ = B.bert_losses(bm, pairs, 16, step, 2000, 0.15, "cpu")
+        opt.zero_grad()
+        (mlm + nsp).backward()
+        opt.step()
+    with torch.no_grad():
+        mlm = sum(B.bert_losses(bm, pairs, 32, 10_000 + i, 2000, 0.15, "cpu")[0].item() for i in range(3)) / 3
+    assert mlm < math.log(2000) - 1.0  # masked tokens: from ln V = 7.6 nats to below 6.6

@@ -1,0 +1,85 @@
+"""Tier 3: every Lecture 8 embedding recipe runs end to end with --quick."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlnotes.sequence import word2vec as W
+from tests.conftest import needs_data
+
+RECIPES = ["word2vec-sgns", "word2vec-cbow-ns", "word2vec-sg-hs", "word2vec-cbow-hs", "word2vec-softmax", "glove"]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_quick_recipe_runs(run_recipe, name):
+    run_dir, result = run_recipe(name)
+    for key in ("analogy_accuracy", "wordsim_spearman", "corpus_tokens", "wall_s"):
+        assert key in result
+    assert (run_dir / "pca.png").exists() and (run_dir / "neighbours.txt").read_text().strip()
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["preset"] == "quick"
+
+
+def test_resume_gives_the_same_vectors(run_recipe, monkeypatch):
+    """Interrupt after 2 chunks and resume: the vectors equal an uninterrupted run (batches depend only on
+    (seed, step)). Uses the deterministic single-thread batched kernel."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    over = ["impl=batched", "chunk_words=10000", "epochs=1"]
+    full_dir, _ = run_recipe("word2vec-sgns", overrides=over)
+    monkeypatch.setenv("DLNOTES_STOP_AFTER", "2")
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe("word2vec-sgns", overrides=over)
+    monkeypatch.delenv("DLNOTES_STOP_AFTER")
+    part_dir = sorted((full_dir.parent).iterdir())[-1]
+    from dlnotes.engine import execute
+    execute(resume=part_dir, quiet=True)
+
+    def vecs(d):
+        ck = d / "checkpoints" / (d / "checkpoints" / "latest").read_text().strip()
+        return load_file(str(ck / "weights.safetensors"))["model/V"].numpy()
+    np.testing.assert_allclose(vecs(part_dir), vecs(full_dir), atol=1e-6)
+
+
+def test_unknown_impl_is_an_error():
+    corpus = W.build_corpus([["a", "b", "a", "b"]] * 5, 1)
+    with pytest.raises(ValueError, match="impl must be"):
+        W.train_word2vec(corpus, W.W2VConfig(dim=4, impl="fortran"))
+
+
+PRETRAIN = ["tokenizers", "gpt2-pretrain", "bert-pretrain", "elmo-pretrain"]
+
+
+@pytest.mark.parametrize("name", PRETRAIN)
+def test_quick_pretraining_recipe_runs(run_recipe, name):
+    import math
+
+    _, result = run_recipe(name)
+    if name == "tokenizers":
+        assert result["walking_wordpiece_pieces"] >= 2
+    elif name == "bert-pretrain":
+        assert 0 <= result["nsp_accuracy"] <= 1 and math.isfinite(result["mlm_loss"])
+    else:
+        assert math.isfinite(result["val_ppl"]) and result["val_ppl"] < 2000  # below the uniform 2000-token model
+
+
+def test_dlnotes_sample_on_a_gpt_quick_run(run_recipe, capsys):
+    from dlnotes.cli import main
+
+    run_dir, _ = run_recipe("gpt2-pretrain")
+    assert main(["sample", str(run_dir), "--prompt", "The value", "--length", "12", "--temperature", "0.9",
+                 "--top-k", "50"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("The value") and len(out.strip()) > len("The value")
+
+
+@needs_data("sst2")
+@pytest.mark.parametrize("kind", ["gpt2", pytest.param("bert", marks=pytest.mark.slow),
+                                  pytest.param("elmo", marks=pytest.mark.slow)])
+def test_quick_sst2_recipe_runs(run_recipe, kind):
+    _, result = run_recipe(f"sst2-{kind}")
+    for key in ("bow_accuracy", "pretrained_accuracy", "scratch_accuracy", "pretraining_gain"):
+        assert 0 <= abs(result[key]) <= 1
+    assert result["bow_accuracy"] > 0.55  # 600 sentences already beat chance with bag-of-words
