@@ -190,8 +190,9 @@ class Run:
                     self._interrupted = True
                 if self._interrupted:
                     self.checkpoint()
-                    self.print(f"interrupted: checkpoint saved at step {self.step} in {self.dir}; "
-                               f"resume with: dlnotes run --resume {self.dir}")
+                    if self.is_main:  # always said, even when DLNOTES_SILENT hides progress messages
+                        print(f"interrupted: checkpoint saved at step {self.step} in {self.dir}; "
+                              f"resume with: dlnotes run --resume {self.dir}", file=sys.stderr, flush=True)
                     raise KeyboardInterrupt
                 if self.ckpt_every and self.step % self.ckpt_every == 0 and self.step < total:
                     self.checkpoint()
