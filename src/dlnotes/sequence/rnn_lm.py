@@ -60,7 +60,8 @@ class RNNLM(nn.Module):
     def forward(self, x: torch.Tensor, state=None):
         emb = self.drop(self.embed(x.T))  # (T, B, E)
         out, state = self.rnn(emb, state)  # (T, B, H)
-        return self.decoder(self.drop(out)).transpose(0, 1), state  # (B, T, V)
+        # transpose the small hidden tensor, not the (vocabulary-wide) logits
+        return self.decoder(self.drop(out.transpose(0, 1))), state  # (B, T, V)
 
 
 def detach(state):
