@@ -287,6 +287,18 @@ class Run:
         return time.time() - self._t0
 
 
+def load_run_weights(run_dir: str | Path, name: str = "model") -> dict[str, torch.Tensor]:
+    """State dict of the module watched as ``name`` in a run directory's latest checkpoint
+    (what ``dlnotes sample`` and friends load)."""
+    run_dir = Path(run_dir)
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.exists():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (checkpoints/latest missing)")
+    weights = load_file(str(run_dir / "checkpoints" / pointer.read_text().strip() / "weights.safetensors"))
+    prefix = f"{name}/"
+    return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines logged after ``step`` so a resumed run's curve has no duplicates."""
     if not path.exists():

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.sampling import StepSampler
+from ..engine.run import load_run_weights
 from ..engine import Run, Target, recipe
 from ..nn.backbones import Conv4, to_float
 from ..sequence.transformer import LearnedPositions, TransformerEncoder
@@ -423,7 +424,6 @@ def clip_mnist_fashion(cfg: CLIPConfig, run: Run) -> dict[str, float]:
 
 def load_clip(run_dir: str | Path, device="cpu") -> tuple[CLIP, CaptionTokenizer, CLIPConfig]:
     """Rebuild a trained CLIP from a run directory (its config, tokenizer and latest checkpoint)."""
-    from safetensors.torch import load_file
 
     from ..engine.config import from_dict
 
@@ -431,10 +431,7 @@ def load_clip(run_dir: str | Path, device="cpu") -> tuple[CLIP, CaptionTokenizer
     saved = json.loads((run_dir / "config.json").read_text())
     cfg = from_dict(CLIPConfig, saved["config"])
     tok = CaptionTokenizer.from_json((run_dir / "tokenizer.json").read_text())
-    pointer = run_dir / "checkpoints" / "latest"
-    if not pointer.exists():
-        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (checkpoints/latest missing)")
-    weights = load_file(str(run_dir / "checkpoints" / pointer.read_text().strip() / "weights.safetensors"))
+    weights = load_run_weights(run_dir)
     model = CLIP(len(tok), cfg.embed_dim, cfg.width, cfg.d_model, cfg.n_layers, cfg.n_heads, tok.max_len)
-    model.load_state_dict({k[len("model/"):]: v for k, v in weights.items() if k.startswith("model/")})
+    model.load_state_dict(weights)
     return model.to(device).eval(), tok, cfg

@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 from ..data import text as T
+from ..engine.run import load_run_weights
 from ..engine import Run, Target, recipe
 from .transformer import GPT
 
@@ -215,19 +216,15 @@ def train_char_gpt(cfg: CharGPTConfig, run: Run) -> dict[str, float]:
 
 def sample_cli(run_dir: Path, saved: dict, args) -> str:
     """``dlnotes sample RUN_DIR [--prompt --length --temperature --top-k --seed]``."""
-    from safetensors.torch import load_file
 
     from ..engine.config import from_dict
 
     cfg = from_dict(CharGPTConfig, saved["config"])
     itos = json.loads((run_dir / "vocab.json").read_text())["itos"]
     stoi = {c: i for i, c in enumerate(itos)}
-    pointer = run_dir / "checkpoints" / "latest"
-    if not pointer.exists():
-        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (checkpoints/latest missing)")
-    weights = load_file(str(run_dir / "checkpoints" / pointer.read_text().strip() / "weights.safetensors"))
+    weights = load_run_weights(run_dir)
     model = build_model(cfg, len(itos))
-    model.load_state_dict({k[len("model/"):]: v for k, v in weights.items() if k.startswith("model/")})
+    model.load_state_dict(weights)
     prompt = args.prompt or "\n"
     unknown = sorted({c for c in prompt if c not in stoi})
     if unknown:

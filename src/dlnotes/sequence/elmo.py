@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine.run import load_run_weights
 from ..engine import Run, recipe
 from . import tokenize as TK
 from .gpt2 import get_batch, lr_at, make_optimizer
@@ -176,7 +177,6 @@ def pretrain_elmo(cfg: ELMoConfig, run: Run) -> dict[str, float]:
 
 
 def load_pretrained(run_dir: Path):
-    from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
     from ..engine.config import from_dict
@@ -184,12 +184,9 @@ def load_pretrained(run_dir: Path):
     run_dir = Path(run_dir)
     cfg = from_dict(ELMoConfig, json.loads((run_dir / "config.json").read_text())["config"])
     tok = Tokenizer.from_str((run_dir / "tokenizer.json").read_text())
-    pointer = run_dir / "checkpoints" / "latest"
-    if not pointer.exists():
-        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (checkpoints/latest missing)")
-    weights = load_file(str(run_dir / "checkpoints" / pointer.read_text().strip() / "weights.safetensors"))
+    weights = load_run_weights(run_dir)
     model = build_model(cfg, tok.get_vocab_size())
-    model.load_state_dict({k[len("model/"):]: v for k, v in weights.items() if k.startswith("model/")})
+    model.load_state_dict(weights)
     return model, tok, cfg
 
 

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..data import text as T
 from ..data.sampling import batchify, rank_rows, tbptt_window
+from ..engine.run import load_run_weights
 from ..engine import Run, Target, recipe
 from .rnn import Recurrent, clip_grad_norm, torch_module
 
@@ -216,19 +217,15 @@ def generate(model: RNNLM, vocab, prompt: str, length: int, temperature: float =
 
 def sample_cli(run_dir: Path, saved: dict, args) -> str:
     """``dlnotes sample RUN_DIR``: rebuild the model from the run's config and latest checkpoint."""
-    from safetensors.torch import load_file
 
     from ..engine.config import from_dict
 
     cfg = from_dict(LMConfig, saved["config"])
     meta = json.loads((run_dir / "vocab.json").read_text())
     vocab = T.Vocab(meta["itos"], unk=meta["unk"])
-    pointer = run_dir / "checkpoints" / "latest"
-    if not pointer.exists():
-        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (checkpoints/latest missing)")
-    weights = load_file(str(run_dir / "checkpoints" / pointer.read_text().strip() / "weights.safetensors"))
+    weights = load_run_weights(run_dir)
     model = RNNLM(len(vocab), cfg.emb, cfg.hidden, cfg.layers, cfg.cell, 0.0, cfg.impl)
-    model.load_state_dict({k[len("model/"):]: v for k, v in weights.items() if k.startswith("model/")})
+    model.load_state_dict(weights)
     prompt = args.prompt if args.prompt else ("\n" if meta["sep"] == "" else "the")
     return generate(model, vocab, prompt, args.length, args.temperature, args.top_k, seed=args.seed, sep=meta["sep"])
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..data import text as T
 from ..data.sampling import StepSampler
+from ..engine.run import load_run_weights
 from ..engine import Run, Target, recipe
 from ..eval.bleu import bleu
 from .seq2seq import AttentionGRU, EncoderDecoderGRU, beam_search, greedy_decode, plot_attention
@@ -255,7 +256,6 @@ def save_attention_plot(run: Run, model, src_tok, tgt_tok, sentence: str, cfg: T
 
 def sample_cli(run_dir: Path, saved: dict, args) -> str:
     """``dlnotes sample RUN_DIR --src "Ein Mann fährt Fahrrad."``: beam-search translation."""
-    from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
     from ..engine.config import from_dict
@@ -267,8 +267,8 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     src_tok = Tokenizer.from_file(str(run_dir / "src_tokenizer.json"))
     tgt_tok = Tokenizer.from_file(str(run_dir / "tgt_tokenizer.json"))
     model = build_model(cfg, src_tok.get_vocab_size(), tgt_tok.get_vocab_size())
-    weights = load_file(str(run_dir / "checkpoints" / pointer.read_text().strip() / "weights.safetensors"))
-    model.load_state_dict({k[len("model/"):]: v for k, v in weights.items() if k.startswith("model/")})
+    weights = load_run_weights(run_dir)
+    model.load_state_dict(weights)
     sentence = args.src or "Ein Mann fährt Fahrrad."
     ids = encode(src_tok, [sentence], cfg.max_tokens)
     hyp = translate(model, ids, torch.device("cpu"), max(cfg.beam, 1), cfg.max_decode)[0]
