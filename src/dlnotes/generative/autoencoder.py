@@ -241,7 +241,8 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     model = ConvAutoencoder(cfg.code, cfg.width)
     model.load_state_dict(latest_weights(run_dir, "model"))
     model.eval()
-    gauss = torch.load(Path(run_dir) / "code_gaussian.pt", weights_only=True)
+    gauss_path = Path(run_dir) / "code_gaussian.pt"
+    gauss = torch.load(gauss_path, weights_only=True)
     dist = torch.distributions.MultivariateNormal(gauss["mean"], covariance_matrix=gauss["cov"])
     torch.manual_seed(args.seed)
     with torch.no_grad():
