@@ -8,12 +8,15 @@ from dlnotes.engine.recipes import load_all
 
 QUICK = ["cartpole-reinforce", "cartpole-reinforce-reward-to-go", "cartpole-reinforce-trajectory",
          "pendulum-reinforce", "cartpole-ars", "cartpole-random-search", "cartpole-es",
-         "frozenlake4x4-qlearning", "frozenlake8x8-qlearning", "mountaincar-linear-q", "cartpole-dqn"]
+         "frozenlake4x4-qlearning", "frozenlake8x8-qlearning", "mountaincar-linear-q", "cartpole-dqn",
+         "cartpole-actor-critic", "cartpole-q-actor-critic", "cartpole-a2c", "cartpole-ppo", "acrobot-a2c",
+         "acrobot-ppo"]
 
 
 def test_every_rl_recipe_is_covered():
     mine = {n for n, r in load_all().items() if r.fn.__module__.split(".")[-1] in
-            ("reinforce", "random_search", "evolution", "qlearning", "linear_q", "dqn")}
+            ("reinforce", "random_search", "evolution", "qlearning", "linear_q", "dqn",
+                                                   "actor_critic")}
     assert mine == set(QUICK) | {"pong-dqn"}
 
 
@@ -32,7 +35,8 @@ def test_pong_dqn_quick(run_recipe):
     assert -21 <= res["eval_return"] <= 21 and res["grad_steps"] > 0
 
 
-@pytest.mark.parametrize("name,stop", [("cartpole-dqn", 150), ("cartpole-reinforce", 7)])
+@pytest.mark.parametrize("name,stop", [("cartpole-dqn", 150), ("cartpole-reinforce", 7), ("cartpole-ppo", 6),
+                                       ("acrobot-a2c", 20)])
 def test_resume_mid_training_gives_the_uninterrupted_result(tmp_path, monkeypatch, name, stop):
     _, full = execute(name, preset="quick", runs_root=tmp_path / "a", quiet=True)
     monkeypatch.setenv("DLNOTES_STOP_AFTER", str(stop))

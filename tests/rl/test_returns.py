@@ -2,7 +2,7 @@
 import gymnasium as gym
 import numpy as np
 
-from dlnotes.rl.envs import CartPoleVec, collect_episodes, discounted_return, evaluate, reward_to_go
+from dlnotes.rl.envs import AcrobotVec, CartPoleVec, collect_episodes, discounted_return, evaluate, reward_to_go
 
 
 def naive_reward_to_go(rewards, dones, gamma, last=None):
@@ -66,6 +66,28 @@ def test_numpy_cartpole_matches_gymnasium_step_by_step():
                 vec.state[i] = e.unwrapped.state
                 vec.t[i] = 0
         steps += 1
+
+
+def test_numpy_acrobot_matches_gymnasium_step_by_step():
+    rng = np.random.default_rng(5)
+    vec = AcrobotVec(4)
+    envs = [gym.make("Acrobot-v1") for _ in range(4)]
+    for i, e in enumerate(envs):
+        e.reset(seed=i)
+    vec.reset(states=np.array([e.unwrapped.state for e in envs]))
+    ends = 0
+    for step in range(1200):
+        a = rng.integers(0, 3, 4) if step % 200 < 150 else np.full(4, 2)
+        o, r, term, trunc, final = vec.step(a)
+        for i, e in enumerate(envs):
+            go, gr, gterm, gtrunc, _ = e.step(int(a[i]))
+            np.testing.assert_allclose(final[i], go, atol=1e-5)
+            assert gterm == term[i] and gtrunc == trunc[i] and gr == r[i]
+            if gterm or gtrunc:
+                ends += 1
+                e.reset(seed=100 + step)
+                vec.state[i], vec.t[i] = e.unwrapped.state, 0
+    assert ends >= 4  # episodes ended (time limit or swing-up) and restarted in step
 
 
 def test_cartpole_time_limit_truncates_at_500():

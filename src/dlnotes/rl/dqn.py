@@ -193,10 +193,8 @@ def _train_dqn(cfg: DQNConfig, run: Run) -> dict[str, float]:
     st = run.state
     for k, v in (("env_steps", 0), ("grad_steps", 0), ("train_s", 0.0), ("episodes", 0)):
         st.setdefault(k, v)
-    if start and isinstance(env, CartPoleVec) and "env_state" in st:  # resume the carts where they were
-        env.state, env.t = st["env_state"].numpy().copy(), st["env_t"].numpy().copy()
-        env.rng.bit_generator.state = st["env_rng"]
-        obs = env.state.astype(np.float32)
+    if start and st.get("env") is not None:  # resume the carts where they were
+        obs = env.load_snapshot(st["env"])
     else:
         obs = env.reset(seed)
     ep_ret = torch.zeros(cfg.num_envs, dtype=torch.float64) if "ep_ret" not in st else st["ep_ret"]
@@ -243,9 +241,7 @@ def _train_dqn(cfg: DQNConfig, run: Run) -> dict[str, float]:
             loss_v, q_v = loss.item(), q.mean().item()
             run.log_check(it, loss=loss_v)
         st["train_s"] += time.perf_counter() - t0
-        if isinstance(env, CartPoleVec):
-            st["env_state"], st["env_t"] = torch.from_numpy(env.state.copy()), torch.from_numpy(env.t.copy())
-            st["env_rng"] = env.rng.bit_generator.state
+        st["env"] = env.snapshot() if isinstance(env, CartPoleVec) else None
         st["ep_ret"] = ep_ret
         if it % cfg.log_every == 0:
             trained = {"loss": loss_v, "q_mean": q_v} if loss_v == loss_v else {}  # none yet (NaN)

@@ -15,7 +15,8 @@ and ``final_obs[i]`` is the observation the episode ended in (needed to bootstra
 truncation). :class:`GymVec` wraps any gymnasium environment (``SyncVectorEnv``);
 :class:`CartPoleVec` is CartPole-v1's dynamics (Barto, Sutton and Anderson 1983, exactly as
 gymnasium writes them) batched in numpy, one array operation per step for all ``N`` carts, which
-is what makes population methods and the DQN fast; a test checks it against gymnasium step by
+is what makes population methods, the DQN and actor-critic fast; :class:`AcrobotVec` does the same
+for Acrobot-v1 (Sutton 1996; RK4 integration). Tests check both against gymnasium step by
 step. Evaluation always uses gymnasium's own environment with fixed seeds.
 """
 from __future__ import annotations
@@ -64,12 +65,30 @@ class CartPoleVec:
         self.state = np.zeros((num_envs, 4))
         self.t = np.zeros(num_envs, dtype=np.int64)
 
+    def _start(self, n: int) -> np.ndarray:
+        return self.rng.uniform(-0.05, 0.05, size=(n, 4))
+
     def reset(self, seed: int | None = None, states: np.ndarray | None = None) -> np.ndarray:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
-        self.state = self.rng.uniform(-0.05, 0.05, size=(self.num_envs, 4)) if states is None else states.copy()
+        self.state = self._start(self.num_envs) if states is None else np.array(states, np.float64)
         self.t[:] = 0
-        return self.state.astype(np.float32)
+        return self.observe(self.state)
+
+    def snapshot(self) -> dict:
+        """Everything needed to continue exactly where the envs are (tensors: checkpoint-safe)."""
+        import torch
+        return {"state": torch.from_numpy(self.state.copy()), "t": torch.from_numpy(self.t.copy()),
+                "rng": self.rng.bit_generator.state}
+
+    def load_snapshot(self, snap: dict) -> np.ndarray:
+        self.state, self.t = snap["state"].numpy().astype(np.float64), snap["t"].numpy().astype(np.int64)
+        self.rng.bit_generator.state = snap["rng"]
+        return self.observe(self.state)
+
+    @staticmethod
+    def observe(state: np.ndarray) -> np.ndarray:
+        return state.astype(np.float32)
 
     def dynamics(self, state: np.ndarray, actions: np.ndarray) -> np.ndarray:
         x, x_dot, theta, theta_dot = state.T
@@ -91,9 +110,72 @@ class CartPoleVec:
         final_obs = self.state.astype(np.float32)
         done = terminated | truncated
         if done.any():
-            self.state[done] = self.rng.uniform(-0.05, 0.05, size=(int(done.sum()), 4))
+            self.state[done] = self._start(int(done.sum()))
             self.t[done] = 0
         return self.state.astype(np.float32), np.ones(self.num_envs), terminated, truncated, final_obs
+
+
+class AcrobotVec(CartPoleVec):
+    """``N`` Acrobot-v1 systems stepped together in numpy: gymnasium's "book" dynamics, one RK4 step of
+    ``dt = 0.2`` per action, angles wrapped to [-pi, pi], velocities clipped, reward -1 until the tip
+    rises one link length above the pivot, 500-step limit. A test checks it against gymnasium."""
+
+    m1 = m2 = l1 = 1.0
+    lc1 = lc2 = 0.5
+    I1 = I2 = 1.0
+    g, dt = 9.8, 0.2
+    max_vel1, max_vel2 = 4 * math.pi, 9 * math.pi
+    obs_dim, n_actions, max_steps = 6, 3, 500
+
+    def _start(self, n: int) -> np.ndarray:
+        return self.rng.uniform(-0.1, 0.1, size=(n, 4)).astype(np.float32).astype(np.float64)
+
+    @staticmethod
+    def observe(s: np.ndarray) -> np.ndarray:
+        return np.stack([np.cos(s[:, 0]), np.sin(s[:, 0]), np.cos(s[:, 1]), np.sin(s[:, 1]), s[:, 2], s[:, 3]],
+                        1).astype(np.float32)
+
+    def dsdt(self, s: np.ndarray, torque: np.ndarray) -> np.ndarray:
+        m1, m2, l1, lc1, lc2, I1, I2, g = self.m1, self.m2, self.l1, self.lc1, self.lc2, self.I1, self.I2, self.g
+        th1, th2, dth1, dth2 = s.T
+        d1 = m1 * lc1 ** 2 + m2 * (l1 ** 2 + lc2 ** 2 + 2 * l1 * lc2 * np.cos(th2)) + I1 + I2
+        d2 = m2 * (lc2 ** 2 + l1 * lc2 * np.cos(th2)) + I2
+        phi2 = m2 * lc2 * g * np.cos(th1 + th2 - math.pi / 2)
+        phi1 = (-m2 * l1 * lc2 * dth2 ** 2 * np.sin(th2) - 2 * m2 * l1 * lc2 * dth2 * dth1 * np.sin(th2)
+                + (m1 * lc1 + m2 * l1) * g * np.cos(th1 - math.pi / 2) + phi2)
+        ddth2 = ((torque + d2 / d1 * phi1 - m2 * l1 * lc2 * dth1 ** 2 * np.sin(th2) - phi2)
+                 / (m2 * lc2 ** 2 + I2 - d2 ** 2 / d1))
+        ddth1 = -(d2 * ddth2 + phi1) / d1
+        return np.stack([dth1, dth2, ddth1, ddth2], 1)
+
+    @staticmethod
+    def _wrap(x: np.ndarray) -> np.ndarray:
+        two_pi = 2 * math.pi
+        x = np.where(x > math.pi, x - two_pi * np.ceil((x - math.pi) / two_pi), x)
+        return np.where(x < -math.pi, x + two_pi * np.ceil((-math.pi - x) / two_pi), x)
+
+    def step(self, actions: np.ndarray):
+        torque = np.asarray(actions, np.float64) - 1.0  # actions 0, 1, 2 -> torque -1, 0, +1
+        s, h = self.state, self.dt
+        k1 = self.dsdt(s, torque)
+        k2 = self.dsdt(s + h / 2 * k1, torque)
+        k3 = self.dsdt(s + h / 2 * k2, torque)
+        k4 = self.dsdt(s + h * k3, torque)
+        s = s + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        s[:, 0], s[:, 1] = self._wrap(s[:, 0]), self._wrap(s[:, 1])
+        s[:, 2] = np.clip(s[:, 2], -self.max_vel1, self.max_vel1)
+        s[:, 3] = np.clip(s[:, 3], -self.max_vel2, self.max_vel2)
+        self.state = s
+        self.t += 1
+        terminated = -np.cos(s[:, 0]) - np.cos(s[:, 1] + s[:, 0]) > 1.0
+        truncated = (self.t >= self.max_steps) & ~terminated
+        reward = np.where(terminated, 0.0, -1.0)
+        final_obs = self.observe(s)
+        done = terminated | truncated
+        if done.any():
+            self.state[done] = self._start(int(done.sum()))
+            self.t[done] = 0
+        return self.observe(self.state), reward, terminated, truncated, final_obs
 
 
 class GymVec:
@@ -127,10 +209,13 @@ class GymVec:
         self.env.close()
 
 
+FAST_ENVS = {"CartPole-v1": CartPoleVec, "Acrobot-v1": AcrobotVec}
+
+
 def make_vec(env_id: str, num_envs: int, seed: int = 0, fast: bool = True):
-    """The numpy CartPole when ``fast`` and ``env_id`` is CartPole-v1, else gymnasium's vector env."""
-    if fast and env_id == "CartPole-v1":
-        return CartPoleVec(num_envs, seed)
+    """Our batched numpy CartPole / Acrobot when ``fast`` and ``env_id`` is one of them, else gymnasium's."""
+    if fast and env_id in FAST_ENVS:
+        return FAST_ENVS[env_id](num_envs, seed)
     return GymVec(env_id, num_envs, seed)
 
 
@@ -168,9 +253,9 @@ def population_rollouts(act: Callable[[np.ndarray], np.ndarray], members: int, e
     count of the observations visited (for ARS's state normalisation)."""
     n = members * episodes
     env = make_vec(env_id, n, seed, fast)
-    if isinstance(env, CartPoleVec):
-        starts = np.random.default_rng(seed).uniform(-0.05, 0.05, size=(episodes, 4))
-        obs = env.reset(states=np.tile(starts, (members, 1)))
+    if isinstance(env, CartPoleVec):  # (or AcrobotVec) the same start states for every member
+        env.rng = np.random.default_rng(seed)
+        obs = env.reset(states=np.tile(env._start(episodes), (members, 1)))
     else:
         obs = env.reset([seed + k for _ in range(members) for k in range(episodes)])
     alive = np.ones(n, dtype=bool)
