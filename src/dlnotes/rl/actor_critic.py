@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from ..engine import Run, Target, recipe
-from .envs import CartPoleVec, evaluate, make_vec, run_seed, torch_threads
+from .envs import CartPoleVec, evaluate, make_vec, run_seed, timed_eval, torch_threads, training_result
 from .reinforce import mlp
 
 
@@ -221,20 +221,13 @@ def _train(cfg: ActorCriticConfig, run: Run) -> dict[str, float]:
             run.log(st["env_steps"], loss=loss, train_return=float(np.mean(recent)) if recent else 0.0, **stats)
         else:
             run.log_check(it, loss=loss)
-        if (it + 1) % eval_updates == 0 or it == updates - 1:
-            t1 = time.perf_counter()
-            ev, _ = evaluate(greedy, cfg.env_id, cfg.eval_episodes, seed=50_000 + it, num_envs=cfg.eval_episodes)
-            st["train_s"] += time.perf_counter() - t1
-            run.log(st["env_steps"], eval_return=ev)
-            if cfg.stop_return and ev >= cfg.stop_return and "steps_to_target" not in st:
-                st["steps_to_target"], st["seconds_to_target"] = st["env_steps"], st["train_s"]
-                break
-    final, final_std = evaluate(greedy, cfg.env_id, cfg.final_episodes, seed=10_000)
+        if ((it + 1) % eval_updates == 0 or it == updates - 1) and timed_eval(
+                run, st, st["env_steps"], lambda: evaluate(greedy, cfg.env_id, cfg.eval_episodes, seed=50_000 + it,
+                                                           num_envs=cfg.eval_episodes)[0], cfg.stop_return):
+            break
+    final = evaluate(greedy, cfg.env_id, cfg.final_episodes, seed=10_000)
     run.checkpoint()
-    return {"eval_return": final, "eval_return_std": final_std, "env_steps": st["env_steps"],
-            "train_s": st["train_s"], "steps_to_target": st.get("steps_to_target", -1),
-            "seconds_to_target": st.get("seconds_to_target", -1),
-            "throughput": st["env_steps"] / max(st["train_s"], 1e-9)}
+    return training_result(st, final)
 
 
 def _step(net: ActorCritic, opt, loss: torch.Tensor, max_grad_norm: float) -> None:

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import Run, Target, recipe
-from .envs import CartPoleVec, evaluate, make_vec, run_seed, torch_threads
+from .envs import CartPoleVec, evaluate, make_vec, run_seed, timed_eval, torch_threads, training_result
 
 
 class MLPQ(nn.Module):
@@ -246,20 +246,13 @@ def _train_dqn(cfg: DQNConfig, run: Run) -> dict[str, float]:
         if it % cfg.log_every == 0:
             trained = {"loss": loss_v, "q_mean": q_v} if loss_v == loss_v else {}  # none yet (NaN)
             run.log(st["env_steps"], epsilon=eps, train_return=float(np.mean(recent)) if recent else 0.0, **trained)
-        if (it + 1) % eval_iters == 0:
-            t1 = time.perf_counter()
-            ev = evaluate_policy(greedy, cfg, cfg.eval_episodes, 50_000 + it)
-            st["train_s"] += time.perf_counter() - t1
-            run.log(st["env_steps"], eval_return=ev)
-            if cfg.stop_return and ev >= cfg.stop_return and "steps_to_target" not in st:
-                st["steps_to_target"], st["seconds_to_target"] = st["env_steps"], st["train_s"]
-                break
+        if (it + 1) % eval_iters == 0 and timed_eval(
+                run, st, st["env_steps"], lambda: evaluate_policy(greedy, cfg, cfg.eval_episodes, 50_000 + it),
+                cfg.stop_return):
+            break
     final = evaluate_policy(greedy, cfg, cfg.final_episodes, 10_000, with_std=True)
     run.checkpoint()
-    return {"eval_return": final[0], "eval_return_std": final[1], "env_steps": st["env_steps"],
-            "grad_steps": st["grad_steps"], "train_s": st["train_s"],
-            "steps_to_target": st.get("steps_to_target", -1), "seconds_to_target": st.get("seconds_to_target", -1),
-            "throughput": st["env_steps"] / max(st["train_s"], 1e-9)}
+    return training_result(st, final, grad_steps=st["grad_steps"])
 
 
 def evaluate_policy(greedy, cfg: DQNConfig, episodes: int, seed: int, with_std: bool = False):

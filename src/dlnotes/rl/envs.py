@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from typing import Callable
 
 import gymnasium as gym
@@ -301,6 +302,28 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int
             done_count[i] += 1
     env.close()
     return float(np.mean(returns)), float(np.std(returns))
+
+
+def timed_eval(run, st: dict, log_step: int, eval_fn: Callable[[], float], stop_return: float) -> bool:
+    """A periodic greedy evaluation during training: its seconds count as training time (as in SB3's
+    ``EvalCallback``), it is logged, and the first one reaching ``stop_return`` (when non-zero) records
+    ``steps_to_target`` and ``seconds_to_target`` in the run state ``st``. Returns True then."""
+    t1 = time.perf_counter()
+    ev = eval_fn()
+    st["train_s"] += time.perf_counter() - t1
+    run.log(log_step, eval_return=ev, env_steps=st["env_steps"])
+    if stop_return and ev >= stop_return and "steps_to_target" not in st:
+        st["steps_to_target"], st["seconds_to_target"] = st["env_steps"], st["train_s"]
+        return True
+    return False
+
+
+def training_result(st: dict, final: tuple[float, float], **extra) -> dict[str, float]:
+    """The result every RL trainer returns: final evaluation, env steps, time to target, throughput."""
+    return {"eval_return": final[0], "eval_return_std": final[1], "env_steps": st["env_steps"],
+            "train_s": st["train_s"], "steps_to_target": st.get("steps_to_target", -1),
+            "seconds_to_target": st.get("seconds_to_target", -1),
+            "throughput": st["env_steps"] / max(st["train_s"], 1e-9), **extra}
 
 
 def run_seed(run) -> int:

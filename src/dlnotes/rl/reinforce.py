@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from ..engine import Run, Target, recipe
-from .envs import collect_episodes, discounted_return, evaluate, make_vec, reward_to_go, run_seed, torch_threads
+from .envs import (collect_episodes, discounted_return, evaluate, make_vec, reward_to_go, run_seed, timed_eval,
+                   torch_threads, training_result)
 
 
 def mlp(sizes, act=nn.Tanh) -> nn.Sequential:
@@ -148,7 +149,6 @@ def _train_reinforce(cfg: ReinforceConfig, run: Run) -> dict[str, float]:
         a = policy.greedy(torch.as_tensor(obs)).numpy()
         return a if discrete else np.clip(a, env.action_low, env.action_high)
 
-    eval_return = -np.inf
     for step in run.steps(cfg.updates, unit="upd"):
         t0 = time.perf_counter()
         batch = collect_episodes(env, act_sample, seed=seed * 1_000_003 + step, max_steps=cfg.max_episode_steps)
@@ -179,21 +179,13 @@ def _train_reinforce(cfg: ReinforceConfig, run: Run) -> dict[str, float]:
         st["train_s"] += time.perf_counter() - t0
         ep_ret = float(batch["rewards"].sum(0).mean())
         run.log(step, loss=loss.item(), train_return=ep_ret, env_steps=st["env_steps"])
-        if (step + 1) % cfg.eval_every == 0 or step == cfg.updates - 1:
-            t1 = time.perf_counter()
-            eval_return, _ = evaluate(act_greedy, cfg.env_id, cfg.eval_episodes, seed=50_000 + step,
-                                      num_envs=cfg.eval_episodes)
-            st["train_s"] += time.perf_counter() - t1
-            run.log(step + 1, eval_return=eval_return, env_steps=st["env_steps"])
-            if cfg.stop_return and eval_return >= cfg.stop_return and "steps_to_target" not in st:
-                st["steps_to_target"], st["seconds_to_target"] = st["env_steps"], st["train_s"]
-                break
-    final, final_std = evaluate(act_greedy, cfg.env_id, cfg.final_episodes, seed=10_000)
+        if ((step + 1) % cfg.eval_every == 0 or step == cfg.updates - 1) and timed_eval(
+                run, st, step + 1, lambda: evaluate(act_greedy, cfg.env_id, cfg.eval_episodes, seed=50_000 + step,
+                                                    num_envs=cfg.eval_episodes)[0], cfg.stop_return):
+            break
+    final = evaluate(act_greedy, cfg.env_id, cfg.final_episodes, seed=10_000)
     run.checkpoint()
-    return {"eval_return": final, "eval_return_std": final_std, "env_steps": st["env_steps"],
-            "train_s": st["train_s"], "steps_to_target": st.get("steps_to_target", -1),
-            "seconds_to_target": st.get("seconds_to_target", -1),
-            "throughput": st["env_steps"] / max(st["train_s"], 1e-9)}
+    return training_result(st, final)
 
 
 _QUICK = {"updates": 15, "eval_every": 5, "eval_episodes": 4, "final_episodes": 4, "ckpt_every": 5,
