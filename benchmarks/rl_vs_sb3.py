@@ -79,6 +79,8 @@ def run_ours(recipe_name: str, seed: int, eval_every: int, eval_episodes: int, t
     from dlnotes.engine import execute
 
     over = [f"eval_episodes={eval_episodes}", f"stop_return={threshold}", "final_episodes=20"]
+    if recipe_name.startswith(("acrobot-", "cartpole-a", "cartpole-ppo")):
+        over.append("stop_at_target=true")
     if recipe_name != "cartpole-reinforce":  # (REINFORCE evaluates every few updates, not env steps)
         over.append(f"eval_every={eval_every}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -121,7 +121,7 @@ class ModeConfig:
     hidden: int = 128  # MLP width (G and D)
     layers: int = 3  # hidden layers (G and D)
     batch_size: int = 256  # points per step
-    steps: int = 3000  # generator updates per variant
+    steps: int = 6000  # generator updates per variant
     lr: float = 1e-3  # Adam learning rate (both players)
     lr_decay: bool = True  # cosine-decay the learning rate to 0, so the samples settle on the modes
     beta1: float = 0.5  # Adam beta1 (GANs; WGAN-GP uses 0.5 as well, beta2 0.9)

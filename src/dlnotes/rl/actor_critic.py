@@ -141,7 +141,8 @@ class ActorCriticConfig:
     eval_every: int = 5000  # env steps between greedy evaluations
     eval_episodes: int = 10  # episodes per periodic evaluation
     final_episodes: int = 100  # episodes of the final evaluation (different seeds)
-    stop_return: float = 475.0  # stop at the first evaluation reaching this (0: never)
+    stop_return: float = 475.0  # record env steps and seconds to the first evaluation reaching this (0: none)
+    stop_at_target: bool = True  # and stop training there (False: train all total_steps, then evaluate)
     ckpt_every: int = 500  # updates between checkpoints
 
 
@@ -223,7 +224,8 @@ def _train(cfg: ActorCriticConfig, run: Run) -> dict[str, float]:
             run.log_check(it, loss=loss)
         if ((it + 1) % eval_updates == 0 or it == updates - 1) and timed_eval(
                 run, st, st["env_steps"], lambda: evaluate(greedy, cfg.env_id, cfg.eval_episodes, seed=50_000 + it,
-                                                           num_envs=cfg.eval_episodes)[0], cfg.stop_return):
+                                                           num_envs=cfg.eval_episodes)[0], cfg.stop_return) \
+                and cfg.stop_at_target:
             break
     final = evaluate(greedy, cfg.env_id, cfg.final_episodes, seed=10_000)
     run.checkpoint()
@@ -297,9 +299,9 @@ PPO_CARTPOLE = {"algo": "ppo", "optimizer": "adam", "num_envs": 8, "n_steps": 32
                 "gae_lambda": 0.8, "gamma": 0.98, "lr": 1e-3, "lr_decay": True, "total_steps": 100_000}
 PPO_ACROBOT = {"env_id": "Acrobot-v1", "algo": "ppo", "optimizer": "adam", "num_envs": 16, "n_steps": 256,
                "minibatch": 64, "ppo_epochs": 4, "gae_lambda": 0.94, "lr": 3e-4, "normalize_obs": True,
-               "total_steps": 1_000_000, "stop_return": -100.0}
+               "total_steps": 200_000, "stop_return": -100.0, "stop_at_target": False}
 A2C_ACROBOT = {"env_id": "Acrobot-v1", "normalize_obs": True, "num_envs": 16, "n_steps": 8, "gae_lambda": 0.95,
-               "lr": 1e-3, "stop_return": -100.0}
+               "lr": 1e-3, "total_steps": 500_000, "stop_return": -100.0, "stop_at_target": False}
 
 
 def _register(name: str, doc: str, full: dict, target: Target | None) -> None:

@@ -255,7 +255,7 @@ class AlphaZeroConfig:
     game: str = "connect4"  # tictactoe | connect4 | go9
     channels: int = 32  # conv channels of the residual tower
     blocks: int = 3  # residual blocks
-    generations: int = 200  # self-play -> train iterations (one engine step each)
+    generations: int = 10_000  # self-play -> train iterations at most (the time budget usually ends a run first)
     time_budget_s: float = 7200.0  # stop starting new generations after this many seconds (0: no limit)
     games_per_generation: int = 32  # self-play games per generation, searched in lock step
     simulations: int = 50  # MCTS simulations per self-play move
