@@ -14,7 +14,6 @@ embedding. Next-sentence prediction: B is the sentence that followed A (label 1)
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -26,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.run import load_run_weights
 from ..engine import Run, recipe
 from . import tokenize as TK
 from .gpt2 import lr_at, make_optimizer
@@ -217,18 +215,9 @@ def pretrain_bert(cfg: BERTConfig, run: Run) -> dict[str, float]:
 
 def load_pretrained(run_dir: Path):
     """(model, tokenizer, config) from a bert-pretrain run directory's latest checkpoint."""
-    from tokenizers import Tokenizer
-
-    from ..engine.config import from_dict
-
-    run_dir = Path(run_dir)
-    cfg = from_dict(BERTConfig, json.loads((run_dir / "config.json").read_text())["config"])
-    tok = Tokenizer.from_str((run_dir / "tokenizer.json").read_text())
-    weights = load_run_weights(run_dir)
-    model = BERT(tok.get_vocab_size(), cfg.max_len, cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.dropout,
-                 tok.token_to_id("[PAD]"))
-    model.load_state_dict(weights)
-    return model, tok, cfg
+    return TK.load_pretrained_run(run_dir, BERTConfig, lambda cfg, tok: BERT(
+        tok.get_vocab_size(), cfg.max_len, cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.dropout,
+        tok.token_to_id("[PAD]")))
 
 
 @recipe("bert-pretrain", lecture=8, section="BERT", config=BERTConfig, datasets=("english_corpus",),

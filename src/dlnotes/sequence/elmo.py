@@ -17,7 +17,6 @@ having no out-of-vocabulary words). Perplexity is per piece, averaged over the t
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.run import load_run_weights
 from ..engine import Run, recipe
 from . import tokenize as TK
 from .gpt2 import get_batch, lr_at, make_optimizer
@@ -177,17 +175,8 @@ def pretrain_elmo(cfg: ELMoConfig, run: Run) -> dict[str, float]:
 
 
 def load_pretrained(run_dir: Path):
-    from tokenizers import Tokenizer
-
-    from ..engine.config import from_dict
-
-    run_dir = Path(run_dir)
-    cfg = from_dict(ELMoConfig, json.loads((run_dir / "config.json").read_text())["config"])
-    tok = Tokenizer.from_str((run_dir / "tokenizer.json").read_text())
-    weights = load_run_weights(run_dir)
-    model = build_model(cfg, tok.get_vocab_size())
-    model.load_state_dict(weights)
-    return model, tok, cfg
+    """(model, tokenizer, config) from an elmo-pretrain run directory's latest checkpoint."""
+    return TK.load_pretrained_run(run_dir, ELMoConfig, lambda cfg, tok: build_model(cfg, tok.get_vocab_size()))
 
 
 @recipe("elmo-pretrain", lecture=8, section="ELMo", config=ELMoConfig, datasets=("english_corpus",),

@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 
 from ..data import cache_dir
-from ..engine.run import load_run_weights
 from ..engine import Run, recipe
 from . import tokenize as TK
 from .transformer import GPT
@@ -202,18 +201,7 @@ def pretrain_gpt2(cfg: GPT2Config, run: Run) -> dict[str, float]:
 
 def load_pretrained(run_dir: Path):
     """(model, tokenizer, config) from a gpt2 run directory's latest checkpoint."""
-    from tokenizers import Tokenizer
-
-    from ..engine.config import from_dict
-
-    run_dir = Path(run_dir)
-    saved = json.loads((run_dir / "config.json").read_text())
-    cfg = from_dict(GPT2Config, saved["config"])
-    tok = Tokenizer.from_str((run_dir / "tokenizer.json").read_text())
-    weights = load_run_weights(run_dir)
-    model = build_model(cfg, tok.get_vocab_size())
-    model.load_state_dict(weights)
-    return model, tok, cfg
+    return TK.load_pretrained_run(run_dir, GPT2Config, lambda cfg, tok: build_model(cfg, tok.get_vocab_size()))
 
 
 def sample_cli(run_dir: Path, saved: dict, args) -> str:

@@ -151,3 +151,21 @@ def tokenizers_recipe(cfg: TokenizerConfig, run: Run) -> dict[str, float]:
     return {"wordpiece_vocab": wp.get_vocab_size(), "bpe_vocab": bpe.get_vocab_size(),
             "wordpiece_tokens_per_word": n_wp / max(words, 1), "bpe_tokens_per_word": n_bpe / max(words, 1),
             "walking_wordpiece_pieces": len(walking)}
+
+
+def load_pretrained_run(run_dir, config_cls, build):
+    """``(model, tokenizer, config)`` of a pretraining run: its saved config (as ``config_cls``), the
+    ``tokenizer.json`` it trained, and ``build(cfg, tokenizer)`` loaded with the latest checkpoint."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    from ..engine.config import from_dict
+    from ..engine.run import load_run_weights
+
+    run_dir = Path(run_dir)
+    cfg = from_dict(config_cls, json.loads((run_dir / "config.json").read_text())["config"])
+    tok = Tokenizer.from_str((run_dir / "tokenizer.json").read_text())
+    model = build(cfg, tok)
+    model.load_state_dict(load_run_weights(run_dir))
+    return model, tok, cfg
