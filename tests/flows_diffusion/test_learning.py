@@ -6,6 +6,7 @@ import torch
 from dlnotes.data.images import digits8x8
 from dlnotes.data.sampling import StepSampler
 from dlnotes.generative import flows as FL
+from dlnotes.generative import flows2d as F2
 from dlnotes.generative.autoregressive import PixelCNN, binarise
 from dlnotes.generative.diffusion import DDPMSchedule, to_model_space
 from dlnotes.generative.wavenet import WaveNet, entropy_nats, evaluate, mu_law_encode, plucked_melody
@@ -15,10 +16,10 @@ from dlnotes.nn.unet import UNet
 def test_realnvp_learns_two_moons_beyond_a_gaussian():
     """A single Gaussian fitted to two moons scores 3.27 nats; a 250-step RealNVP fit goes below 2.5."""
     torch.manual_seed(0)
-    train, test = FL.toy_data("moons", 4000, seed=1), FL.toy_data("moons", 2000, seed=2)
+    train, test = F2.toy_data("moons", 4000, seed=1), F2.toy_data("moons", 2000, seed=2)
     gauss = 1 + FL.LOG2PI + 0.5 * float(torch.logdet(torch.cov(train.T)))
     assert 3.1 < gauss < 3.4
-    m = FL.train_flow2d(FL.Flow2D("realnvp", couplings=6, hidden=32, layers=2), train, steps=250, batch=256, lr=5e-3)
+    m = F2.train_flow2d(F2.Flow2D("realnvp", couplings=6, hidden=32, layers=2), train, steps=250, batch=256, lr=5e-3)
     with torch.no_grad():
         nll = float(-m.log_prob(test).mean())
     assert nll < 2.5, nll

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dlnotes.generative import flows as FL
+from dlnotes.generative import flows2d as F2
 from dlnotes.generative.autoregressive import MaskedConv2d, PixelCNN
 from dlnotes.generative.diffusion import DDPMSchedule
 from dlnotes.generative.wavenet import CausalConv1d, WaveNet, mu_law_decode, mu_law_encode
@@ -102,7 +103,7 @@ def test_realnvp_multiscale_and_logit_transform():
 def test_flow2d_change_of_variables_integrates_to_one():
     torch.manual_seed(0)
     for kind in ("nice", "realnvp"):
-        m = _perturb(FL.Flow2D(kind, couplings=4, hidden=16, layers=2), 0.3).double()
+        m = _perturb(F2.Flow2D(kind, couplings=4, hidden=16, layers=2), 0.3).double()
         g = torch.linspace(-12, 12, 601, dtype=torch.float64)
         xx, yy = torch.meshgrid(g, g, indexing="xy")
         with torch.no_grad():

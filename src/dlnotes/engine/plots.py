@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from pathlib import Path
 
 import matplotlib
 
@@ -76,3 +77,15 @@ def save_image_grid(run, name: str, images: torch.Tensor, nrow: int = 8, title: 
     if title:
         ax.set_title(title, fontsize=9)
     run.save_figure(name, fig)
+
+
+def write_grid(path, images01: torch.Tensor, nrow: int = 8) -> Path:
+    """Save (N, C, H, W) images in [0, 1] (C = 1 grey or 3 colour) as one PNG grid at ``path``."""
+    grid = image_grid(images01.detach().float().clamp(0, 1).cpu(), nrow=nrow)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if grid.shape[0] == 1:
+        plt.imsave(path, grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        plt.imsave(path, grid.permute(1, 2, 0).numpy())
+    return path

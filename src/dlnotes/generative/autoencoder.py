@@ -32,9 +32,11 @@ from torch import nn
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.run import load_run_weights
+from ..engine.plots import write_grid
 from ..engine.plots import save_image_grid
 from ..nn.convnets import ConvDecoder, ConvEncoder
-from .gan import image_data, latest_weights, score_generated, write_grid
+from .gan import image_data, score_generated
 
 
 class LinearAutoencoder(nn.Module):
@@ -231,7 +233,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     out = Path(args.out or Path(run_dir) / f"samples-seed{args.seed}.png")
     if saved["recipe"] == "linear-ae-pca-mnist":
         cfg = from_dict(LinearAEConfig, saved["config"])
-        w = latest_weights(run_dir, "model")["U.weight"]  # (d, k)
+        w = load_run_weights(run_dir, "model")["U.weight"]  # (d, k)
         side = int(math.isqrt(w.shape[0]))
         g = torch.Generator().manual_seed(args.seed)
         imgs = (torch.randn(args.n, cfg.k, generator=g) @ w.T).view(-1, 1, side, side)
@@ -239,7 +241,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
         return f"wrote {args.n} random points of the learned principal subspace to {out}"
     cfg = from_dict(ConvAEConfig, saved["config"])
     model = ConvAutoencoder(cfg.code, cfg.width)
-    model.load_state_dict(latest_weights(run_dir, "model"))
+    model.load_state_dict(load_run_weights(run_dir, "model"))
     model.eval()
     gauss_path = Path(run_dir) / "code_gaussian.pt"
     gauss = torch.load(gauss_path, weights_only=True)

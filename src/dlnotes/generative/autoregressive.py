@@ -30,7 +30,9 @@ from torch import nn
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
-from .flows import checkpoint_weights, load_images, write_grid
+from ..engine.run import load_run_weights
+from ..engine.plots import write_grid
+from .flows import load_images
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -173,7 +175,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     from ..engine.config import from_dict
     cfg = from_dict(PixelCNNConfig, saved["config"])
     model = PixelCNN(cfg.hidden, cfg.blocks, cfg.out_hidden)
-    model.load_state_dict(checkpoint_weights(Path(run_dir)))
+    model.load_state_dict(load_run_weights(Path(run_dir)))
     model.eval()
     shape = (1, *load_images(cfg.dataset, "test").shape[1:])
     x = model.sample(args.n, shape, torch.Generator().manual_seed(args.seed))

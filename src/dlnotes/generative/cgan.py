@@ -24,9 +24,11 @@ import torch.nn.functional as F
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.run import load_run_weights
+from ..engine.plots import write_grid
 from ..engine.plots import save_image_grid
-from .gan import (discriminator_loss, generator_loss, grad_norm, image_data, latest_weights,
-                  make_discriminator, make_generator, score_generated, to_signed, to_unit, write_grid)
+from .gan import (discriminator_loss, generator_loss, grad_norm, image_data, make_discriminator,
+                  make_generator, score_generated, to_signed, to_unit)
 
 
 @dataclass
@@ -114,7 +116,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
 
     cfg = from_dict(CGANConfig, saved["config"])
     G = make_generator(cfg.arch, cfg.z_dim, cfg.width, extra_in=10)
-    G.load_state_dict(latest_weights(run_dir, "G"))
+    G.load_state_dict(load_run_weights(run_dir, "G"))
     labels = torch.arange(10).repeat(max(1, args.n // 10))
     out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png",
                      generate_conditional(G, labels, cfg.z_dim, seed=args.seed), nrow=10)

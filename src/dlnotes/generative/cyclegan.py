@@ -30,10 +30,12 @@ import torch.nn.functional as F
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.run import load_run_weights
+from ..engine.plots import write_grid
 from ..engine.plots import save_image_grid
 from ..eval import sample_quality as SQ
 from ..nn.convnets import ImageTranslator
-from .gan import ConvDiscriminator, discriminator_loss, generator_loss, image_data, latest_weights, to_signed, to_unit, write_grid
+from .gan import ConvDiscriminator, discriminator_loss, generator_loss, image_data, to_signed, to_unit
 
 
 def train_domain_classifier(x_u8: torch.Tensor, y: torch.Tensor, epochs: int = 30, seed: int = 0) -> SQ.SampleClassifier:
@@ -162,8 +164,8 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
 
     cfg = from_dict(CycleGANConfig, saved["config"])
     G_ab, G_ba = ImageTranslator(cfg.width, cfg.blocks), ImageTranslator(cfg.width, cfg.blocks)
-    G_ab.load_state_dict(latest_weights(run_dir, "G_ab"))
-    G_ba.load_state_dict(latest_weights(run_dir, "G_ba"))
+    G_ab.load_state_dict(load_run_weights(run_dir, "G_ab"))
+    G_ba.load_state_dict(load_run_weights(run_dir, "G_ba"))
     n = max(1, min(args.n, 64))
     g = torch.Generator().manual_seed(args.seed)
     xa, _ = image_data("mnist", "test")

@@ -45,8 +45,10 @@ from torch import nn
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.run import load_run_weights
+from ..engine.plots import write_grid
 from ..nn.unet import UNet
-from .flows import checkpoint_weights, load_images, write_grid
+from .flows import load_images
 
 
 class DDPMSchedule:
@@ -296,7 +298,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     from ..engine.config import from_dict
     cfg = from_dict(DDPMConfig, saved["config"])
     model = build_unet(cfg)
-    model.load_state_dict(checkpoint_weights(Path(run_dir), "ema/"))
+    model.load_state_dict(load_run_weights(Path(run_dir), "ema"))
     model.eval()
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)
     shape = (args.n, 1, *load_images(cfg.dataset, "test").shape[1:]) if cfg.dataset != "fashion_mnist" \

@@ -36,7 +36,8 @@ from ..data import available
 from ..data import images as I
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
-from ..engine.plots import image_grid, save_image_grid
+from ..engine.run import load_run_weights
+from ..engine.plots import save_image_grid, write_grid
 from ..nn.convnets import ConvDecoder, ConvEncoder
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -66,29 +67,8 @@ def to_unit(x_signed: torch.Tensor) -> torch.Tensor:
     return ((x_signed.float() + 1) / 2).clamp(0, 1)
 
 
-def write_grid(path: str | Path, images01: torch.Tensor, nrow: int = 8) -> Path:
-    """Save (N, 1, H, W) images in [0, 1] as one PNG grid at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid = image_grid(images01.detach().float().clamp(0, 1).cpu(), nrow=nrow)
-    plt.imsave(path, grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
-    return path
 
 
-def latest_weights(run_dir: Path, prefix: str) -> dict[str, torch.Tensor]:
-    """The watched module ``prefix`` from the run's latest checkpoint."""
-    from safetensors.torch import load_file
-
-    pointer = Path(run_dir) / "checkpoints" / "latest"
-    if not pointer.exists():
-        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (checkpoints/latest missing)")
-    w = load_file(str(Path(run_dir) / "checkpoints" / pointer.read_text().strip() / "weights.safetensors"))
-    return {k[len(prefix) + 1:]: v for k, v in w.items() if k.startswith(prefix + "/")}
 
 
 def score_generated(run: Run, samples01: torch.Tensor, dataset: str, classifier: str,
@@ -279,11 +259,11 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     if saved["recipe"] == "gan-saturation":
         cfg = from_dict(SaturationConfig, saved["config"])
         G = MLPGenerator(cfg.z_dim, hidden=(4 * cfg.width, 8 * cfg.width))
-        G.load_state_dict(latest_weights(run_dir, "G_nonsaturating"))
+        G.load_state_dict(load_run_weights(run_dir, "G_nonsaturating"))
     else:
         cfg = from_dict(GANConfig, saved["config"])
         G = make_generator(cfg.arch, cfg.z_dim, cfg.width)
-        G.load_state_dict(latest_weights(run_dir, "G"))
+        G.load_state_dict(load_run_weights(run_dir, "G"))
     out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png",
                      generate(G, args.n, cfg.z_dim, seed=args.seed))
     return f"wrote {args.n} samples to {out}"

@@ -25,9 +25,10 @@ import torch
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.run import load_run_weights
+from ..engine.plots import write_grid
 from .autoencoder import ConvAutoencoder, reconstruction_loss
 from .diffusion import DDPMConfig, DDPMSchedule, build_unet, grade, sample_batched, train_eps_model
-from .flows import checkpoint_weights, write_grid
 
 
 @dataclass
@@ -146,10 +147,10 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     cfg = from_dict(LatentDiffusionConfig, saved["config"])
     run_dir = Path(run_dir)
     ae = ConvAutoencoder(cfg.latent_dim, cfg.ae_width)
-    ae.load_state_dict(checkpoint_weights(run_dir, "ae/"))
+    ae.load_state_dict(load_run_weights(run_dir, "ae"))
     ae.eval()
     model = build_unet(cfg, in_ch=cfg.latent_shape[0])
-    model.load_state_dict(checkpoint_weights(run_dir, "ema/"))
+    model.load_state_dict(load_run_weights(run_dir, "ema"))
     model.eval()
     pointer = (run_dir / "checkpoints" / "latest").read_text().strip()
     state = torch.load(run_dir / "checkpoints" / pointer / "state.pt", weights_only=True)["state"]

@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from ..engine import Run, Target, recipe
-from .gan import discriminator_loss, generator_loss, latest_weights
+from ..engine.run import load_run_weights
+from .gan import discriminator_loss, generator_loss
 from .wgan import critic_loss, gradient_penalty, wgan_generator_loss
 
 
@@ -243,7 +244,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     lines = []
     for ax, v in zip(axes[0], variants):
         G = Generator2D(cfg.z_dim, cfg.hidden, cfg.layers)
-        G.load_state_dict(latest_weights(run_dir, f"G_{v}"))
+        G.load_state_dict(load_run_weights(run_dir, f"G_{v}"))
         with torch.no_grad():
             pts = G(torch.randn(args.n, cfg.z_dim, generator=torch.Generator().manual_seed(args.seed)))
         m = mode_metrics(pts, cfg.mixture)

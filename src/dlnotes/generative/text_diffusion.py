@@ -28,9 +28,10 @@ import torch
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.run import load_run_weights
+from ..engine.plots import write_grid
 from ..selfsup import clip as C
 from .diffusion import DDPMConfig, DDPMSchedule, build_unet, grade, to_unit, train_eps_model
-from .flows import checkpoint_weights, write_grid
 
 
 @dataclass
@@ -171,9 +172,9 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     if cfg.clip_run:
         text = C.load_clip(cfg.clip_run)[0].text
     else:
-        text.load_state_dict(checkpoint_weights(run_dir, "text/"))
+        text.load_state_dict(load_run_weights(run_dir, "text"))
     model = build_unet(cfg, context_dim=text.embed.embedding_dim)
-    model.load_state_dict(checkpoint_weights(run_dir, "ema/"))
+    model.load_state_dict(load_run_weights(run_dir, "ema"))
     model.eval()
     prompt = args.prompt or "a handwritten digit seven"
     x = sample_prompts(model, CaptionContext(text, tok, "cpu"), DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T),

@@ -36,8 +36,10 @@ from torch import nn
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.run import load_run_weights
+from ..engine.plots import write_grid
 from ..engine.plots import save_image_grid
-from .gan import image_data, latest_weights, score_generated, write_grid
+from .gan import image_data, score_generated
 
 LOG2PI = math.log(2 * math.pi)
 
@@ -215,7 +217,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
 
     cfg = from_dict(VAEConfig, saved["config"])
     model = VAE(28 * 28, cfg.hidden, cfg.latent)
-    model.load_state_dict(latest_weights(run_dir, "model"))
+    model.load_state_dict(load_run_weights(run_dir, "model"))
     with torch.no_grad():
         x = torch.sigmoid(model.decode(torch.randn(args.n, cfg.latent, generator=torch.Generator().manual_seed(args.seed))))
     out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png", x.view(-1, 1, 28, 28))

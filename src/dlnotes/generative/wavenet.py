@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import Run, Target, recipe
+from ..engine.run import load_run_weights
 
 
 class CausalConv1d(nn.Conv1d):
@@ -278,11 +279,10 @@ def wavenet_shakespeare(cfg: WaveNetConfig, run: Run) -> dict[str, float]:
 def sample_cli(run_dir: Path, saved: dict, args) -> str:
     """``dlnotes sample RUN_DIR``: text (characters) or a PNG of a generated waveform (--out)."""
     from ..engine.config import from_dict
-    from .flows import checkpoint_weights
     cfg = from_dict(WaveNetConfig, saved["config"])
     train, valid, classes, vocab = load_stream(cfg)
     model = WaveNet(classes, cfg.res_ch, cfg.gate_ch, cfg.skip_ch, cfg.layers_per_stack, cfg.stacks)
-    model.load_state_dict(checkpoint_weights(Path(run_dir)))
+    model.load_state_dict(load_run_weights(Path(run_dir)))
     g = torch.Generator().manual_seed(args.seed)
     if vocab is not None:
         prompt = torch.tensor(vocab.encode(list(args.prompt or "\n")))
