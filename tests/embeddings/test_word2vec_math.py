@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from dlnotes.sequence import w2v_kernels as K
 from dlnotes.sequence import word2vec as W
 
 COUNTS = np.array([50, 30, 20, 10, 6, 3, 1], dtype=np.int64)
@@ -45,25 +46,25 @@ def _one_step(objective, lr=0.1, seed=0):
     rng = np.random.default_rng(seed)
     n, d = len(COUNTS), 5
     codes, points, lengths = W.huffman_tree(COUNTS)
-    U = rng.normal(size=(n - 1 if objective == W.HS else n, d)).astype(np.float32)
+    U = rng.normal(size=(n - 1 if objective == K.HS else n, d)).astype(np.float32)
     h = rng.normal(size=d).astype(np.float32)
     negs = np.array([1, 4, 6], dtype=np.int64)
     U0 = U.copy()
     neu1e = np.zeros(d, np.float32)
-    W._output_update(h, U, 2, negs, codes, points, lengths, objective, lr, neu1e)
+    K._output_update(h, U, 2, negs, codes, points, lengths, objective, lr, neu1e)
     return h, U0, U, neu1e, negs, (codes, points, lengths)
 
 
-@pytest.mark.parametrize("objective", [W.NS, W.HS, W.SOFTMAX])
+@pytest.mark.parametrize("objective", [K.NS, K.HS, K.SOFTMAX])
 def test_kernel_step_is_minus_lr_times_autograd_gradient(objective):
     lr = 0.1
     h, U0, U1, neu1e, negs, tree = _one_step(objective, lr)
     ht = torch.tensor(h, dtype=torch.float64, requires_grad=True)
     Ut = torch.tensor(U0, dtype=torch.float64, requires_grad=True)
     target = torch.tensor([2])
-    if objective == W.NS:
+    if objective == K.NS:
         loss = W.negative_sampling_loss(ht[None], Ut[2][None], Ut[torch.as_tensor(negs)][None])
-    elif objective == W.HS:
+    elif objective == K.HS:
         loss = -W.hierarchical_log_prob(ht[None], Ut, *tree, target).sum()
     else:
         loss = W.full_softmax_loss(ht[None], Ut, target)
@@ -78,8 +79,8 @@ def test_negative_equal_to_target_is_skipped():
     U = np.ones((len(COUNTS), 3), np.float32)
     h = np.ones(3, np.float32)
     a, b = np.zeros(3, np.float32), np.zeros(3, np.float32)
-    W._output_update(h, U.copy(), 2, np.array([2, 2]), codes, points, lengths, W.NS, 0.1, a)
-    W._output_update(h, U.copy(), 2, np.zeros(0, np.int64), codes, points, lengths, W.NS, 0.1, b)
+    K._output_update(h, U.copy(), 2, np.array([2, 2]), codes, points, lengths, K.NS, 0.1, a)
+    K._output_update(h, U.copy(), 2, np.zeros(0, np.int64), codes, points, lengths, K.NS, 0.1, b)
     np.testing.assert_allclose(a, b)
 
 
@@ -95,7 +96,7 @@ def _toy(seed=0):
     g = torch.Generator().manual_seed(seed)
     P = torch.softmax(1.5 * torch.randn(N_TOY, N_TOY, generator=g, dtype=torch.float64), -1)  # P[i, j] = P(j|i)
     p_i = torch.softmax(torch.randn(N_TOY, generator=g, dtype=torch.float64), -1)
-    q = torch.tensor(W.noise_distribution(TOY_COUNTS), dtype=torch.float64)
+    q = torch.tensor(K.noise_distribution(TOY_COUNTS), dtype=torch.float64)
     return P, p_i, q, torch.eye(N_TOY, dtype=torch.float64)  # V = I: v_i = e_i
 
 
@@ -129,13 +130,13 @@ def test_negative_sampling_sampled_gradient_is_unbiased():
     P, p_i, q, V = _toy(3)
     rng = np.random.default_rng(0)
     U = rng.normal(scale=0.5, size=(N_TOY, N_TOY)).astype(np.float32)
-    table = W.noise_table(TOY_COUNTS, 0.75, 100_000)
+    table = K.noise_table(TOY_COUNTS, 0.75, 100_000)
     # a small lr, so that a noise word drawn twice for one pair barely sees its own first update
     h, target, lr, draws = np.eye(N_TOY, dtype=np.float32)[0], 2, 1e-3, 20_000
     acc = np.zeros(N_TOY)
-    for negs in W.draw_negatives(table, (draws, K_NEG), rng):
+    for negs in K.draw_negatives(table, (draws, K_NEG), rng):
         e = np.zeros(N_TOY, np.float32)
-        W._output_update(h, U.copy(), target, negs.astype(np.int64), None, None, None, W.NS, lr, e)
+        K._output_update(h, U.copy(), target, negs.astype(np.int64), None, None, None, K.NS, lr, e)
         acc += e
     ht = torch.tensor(h, dtype=torch.float64, requires_grad=True)
     Ut = torch.tensor(U, dtype=torch.float64)
@@ -172,8 +173,8 @@ def test_hierarchical_softmax_optimum_matches_full_softmax():
 
 # ----------------------------------------------------------------------------- sampling and windows
 def test_noise_table_follows_unigram_to_the_075():
-    table = W.noise_table(COUNTS, 0.75, size=1_000_000)
-    draws = W.draw_negatives(table, 400_000, np.random.default_rng(0))
+    table = K.noise_table(COUNTS, 0.75, size=1_000_000)
+    draws = K.draw_negatives(table, 400_000, np.random.default_rng(0))
     freq = np.bincount(draws, minlength=len(COUNTS)) / len(draws)
     q = COUNTS ** 0.75 / (COUNTS ** 0.75).sum()
     assert np.abs(freq - q).max() < 0.004
@@ -191,7 +192,7 @@ def test_context_matrix_dynamic_window_respects_sentences():
     rng = np.random.default_rng(0)
     ids = np.arange(40)
     sent = np.repeat([0, 1, 2, 3], 10)
-    pos = W.context_matrix(ids, sent, 4, rng)
+    pos = K.context_matrix(ids, sent, 4, rng)
     sizes = []
     for t in range(40):
         ctx = pos[t][pos[t] >= 0]
@@ -233,12 +234,12 @@ def test_batched_update_equals_sequential_when_words_do_not_repeat():
     grads = []
     for b in range(4):
         e = np.zeros(d, np.float32)
-        W._output_update(H[b], U_seq, targets[b], negs[b], np.zeros((1, 1), np.int8), np.zeros((1, 1), np.int32),
-                         np.zeros(1, np.int32), W.NS, 0.05, e)
+        K._output_update(H[b], U_seq, targets[b], negs[b], np.zeros((1, 1), np.int8), np.zeros((1, 1), np.int32),
+                         np.zeros(1, np.int32), K.NS, 0.05, e)
         grads.append(e)
     U_b = torch.tensor(U)
-    g = W.batched_output_update(torch.tensor(H), U_b, torch.tensor(targets), torch.tensor(negs), None, None, None,
-                                W.NS, 0.05)
+    g = K.batched_output_update(torch.tensor(H), U_b, torch.tensor(targets), torch.tensor(negs), None, None, None,
+                                K.NS, 0.05)
     np.testing.assert_allclose(g.numpy(), np.stack(grads), atol=1e-6)
     np.testing.assert_allclose(U_b.numpy(), U_seq, atol=1e-6)
 
