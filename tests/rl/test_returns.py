@@ -2,7 +2,7 @@
 import gymnasium as gym
 import numpy as np
 
-from dlnotes.rl.envs import AcrobotVec, CartPoleVec, collect_episodes, discounted_return, evaluate, reward_to_go
+from dlnotes.rl.envs import AcrobotVec, CartPoleVec, PendulumVec, collect_episodes, discounted_return, evaluate, reward_to_go
 
 
 def naive_reward_to_go(rewards, dones, gamma, last=None):
@@ -88,6 +88,28 @@ def test_numpy_acrobot_matches_gymnasium_step_by_step():
                 e.reset(seed=100 + step)
                 vec.state[i], vec.t[i] = e.unwrapped.state, 0
     assert ends >= 4  # episodes ended (time limit or swing-up) and restarted in step
+
+
+def test_numpy_pendulum_matches_gymnasium_step_by_step():
+    rng = np.random.default_rng(6)
+    vec = PendulumVec(3)
+    envs = [gym.make("Pendulum-v1") for _ in range(3)]
+    for i, e in enumerate(envs):
+        e.reset(seed=i)
+    vec.reset(states=np.array([e.unwrapped.state for e in envs]))
+    for step in range(450):
+        a = rng.uniform(-3, 3, size=(3, 1)).astype(np.float32)  # beyond the bounds too: both clip
+        o, r, term, trunc, final = vec.step(a)
+        for i, e in enumerate(envs):
+            go, gr, gterm, gtrunc, _ = e.step(a[i])
+            np.testing.assert_allclose(final[i], go, atol=1e-5)
+            np.testing.assert_allclose(r[i], gr, rtol=1e-5)
+            assert gterm == term[i] and gtrunc == trunc[i]
+            if gtrunc:
+                e.reset(seed=100 + step)
+                vec.t[i] = 0
+            vec.state[i] = e.unwrapped.state  # gymnasium computes partly in float32: no drift between steps
+    assert vec.t.max() < 200
 
 
 def test_cartpole_time_limit_truncates_at_500():

@@ -15,8 +15,8 @@ and ``final_obs[i]`` is the observation the episode ended in (needed to bootstra
 truncation). :class:`GymVec` wraps any gymnasium environment (``SyncVectorEnv``);
 :class:`CartPoleVec` is CartPole-v1's dynamics (Barto, Sutton and Anderson 1983, exactly as
 gymnasium writes them) batched in numpy, one array operation per step for all ``N`` carts, which
-is what makes population methods, the DQN and actor-critic fast; :class:`AcrobotVec` does the same
-for Acrobot-v1 (Sutton 1996; RK4 integration). Tests check both against gymnasium step by
+is what makes population methods, the DQN and actor-critic fast; :class:`AcrobotVec` and
+:class:`PendulumVec` do the same for Acrobot-v1 (Sutton 1996; RK4 integration) and Pendulum-v1. Tests check both against gymnasium step by
 step. Evaluation always uses gymnasium's own environment with fixed seeds.
 """
 from __future__ import annotations
@@ -179,6 +179,40 @@ class AcrobotVec(CartPoleVec):
         return self.observe(self.state), reward, terminated, truncated, final_obs
 
 
+class PendulumVec(CartPoleVec):
+    """``N`` Pendulum-v1 systems in numpy (gymnasium's dynamics: g = 10, dt = 0.05, torque clipped to
+    [-2, 2], speed to [-8, 8]; reward ``-(angle^2 + 0.1 speed^2 + 0.001 torque^2)``; 200-step limit)."""
+
+    g, m, l, dt, max_speed, max_torque = 10.0, 1.0, 1.0, 0.05, 8.0, 2.0
+    obs_dim, n_actions, act_dim, max_steps = 3, None, 1, 200
+    action_low, action_high = np.array([-2.0], np.float32), np.array([2.0], np.float32)
+
+    def _start(self, n: int) -> np.ndarray:
+        return self.rng.uniform([-math.pi, -1.0], [math.pi, 1.0], size=(n, 2))
+
+    @staticmethod
+    def observe(s: np.ndarray) -> np.ndarray:
+        return np.stack([np.cos(s[:, 0]), np.sin(s[:, 0]), s[:, 1]], 1).astype(np.float32)
+
+    def step(self, actions: np.ndarray):
+        u = np.clip(np.asarray(actions, np.float64).reshape(self.num_envs, -1)[:, 0], -self.max_torque,
+                    self.max_torque)
+        th, thdot = self.state[:, 0], self.state[:, 1]
+        angle = (th + math.pi) % (2 * math.pi) - math.pi
+        reward = -(angle ** 2 + 0.1 * thdot ** 2 + 0.001 * u ** 2)
+        thdot = np.clip(thdot + (3 * self.g / (2 * self.l) * np.sin(th) + 3.0 / (self.m * self.l ** 2) * u) * self.dt,
+                        -self.max_speed, self.max_speed)
+        self.state = np.stack([th + thdot * self.dt, thdot], 1)
+        self.t += 1
+        truncated = self.t >= self.max_steps
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        final_obs = self.observe(self.state)
+        if truncated.any():
+            self.state[truncated] = self._start(int(truncated.sum()))
+            self.t[truncated] = 0
+        return self.observe(self.state), reward, terminated, truncated, final_obs
+
+
 class GymVec:
     """gymnasium's ``SyncVectorEnv`` with same-step auto-reset, behind the :class:`CartPoleVec` interface."""
 
@@ -210,7 +244,7 @@ class GymVec:
         self.env.close()
 
 
-FAST_ENVS = {"CartPole-v1": CartPoleVec, "Acrobot-v1": AcrobotVec}
+FAST_ENVS = {"CartPole-v1": CartPoleVec, "Acrobot-v1": AcrobotVec, "Pendulum-v1": PendulumVec}
 
 
 def make_vec(env_id: str, num_envs: int, seed: int = 0, fast: bool = True):

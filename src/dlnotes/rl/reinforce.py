@@ -94,7 +94,7 @@ def pg_weights(batch: dict, gamma: float, estimator: str, values: np.ndarray | N
 @dataclass
 class ReinforceConfig:
     env_id: str = "CartPole-v1"  # gymnasium id (discrete -> categorical policy, Box -> Gaussian)
-    fast_env: bool = True  # use the batched numpy CartPole for training when env_id is CartPole-v1
+    fast_env: bool = True  # train on our batched numpy env when there is one (CartPole, Acrobot, Pendulum)
     estimator: str = "baseline"  # trajectory | reward_to_go | baseline
     episodes_per_batch: int = 16  # rollouts per gradient step (= vectorized envs)
     hidden: int = 64  # width of the two hidden layers (policy and baseline)
@@ -204,8 +204,9 @@ for _est, _target in (("baseline", Target("eval_return", ">=", 475, "CartPole-v1
 
 
 @recipe("pendulum-reinforce", lecture=9, section="Policy gradients with a Gaussian policy", config=ReinforceConfig,
-        presets={"full": {"env_id": "Pendulum-v1", "episodes_per_batch": 32, "lr": 3e-3, "gamma": 0.95,
-                          "updates": 300, "stop_return": 0.0, "eval_every": 20, "entropy": 0.0},
+        presets={"full": {"env_id": "Pendulum-v1", "episodes_per_batch": 32, "lr": 3e-3, "gamma": 0.9,
+                          "baseline_iters": 50, "updates": 300, "stop_return": 0.0, "eval_every": 20,
+                          "entropy": 0.0},
                  "quick": {**_QUICK, "eval_every": 5}},
         target=Target("eval_return", ">=", -900, "random policy scores about -1200"))
 def pendulum_reinforce(cfg: ReinforceConfig, run: Run) -> dict[str, float]:
