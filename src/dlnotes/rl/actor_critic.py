@@ -163,7 +163,7 @@ def _train(cfg: ActorCriticConfig, run: Run) -> dict[str, float]:
     n_steps = 1 if cfg.algo == "td" else cfg.n_steps
     net = ActorCritic(env.obs_dim, env.n_actions, cfg.hidden, cfg.critic == "q", cfg.normalize_obs).to(run.device)
     opt = (torch.optim.RMSprop(net.parameters(), lr=cfg.lr, alpha=0.99, eps=1e-5) if cfg.optimizer == "rmsprop"
-           else torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-5))
+           else torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-5, fused=True))
     run.watch(model=net, optimizer=opt)
     start = run.restore()
     st = run.state
