@@ -47,69 +47,50 @@ def test_discounted_return_of_whole_trajectory():
     np.testing.assert_allclose(reward_to_go(r * mask, dones, 0.95)[0], want, rtol=1e-12)
 
 
-def test_numpy_cartpole_matches_gymnasium_step_by_step():
-    rng = np.random.default_rng(2)
-    vec = CartPoleVec(3)
-    envs = [gym.make("CartPole-v1") for _ in range(3)]
-    obs = [e.reset(seed=i)[0] for i, e in enumerate(envs)]
-    vec.reset(states=np.array([e.unwrapped.state for e in envs]))
-    steps = 0
-    for _ in range(300):
-        a = rng.integers(0, 2, 3)
-        o, r, term, trunc, final = vec.step(a)
-        for i, e in enumerate(envs):
-            go, gr, gterm, gtrunc, _ = e.step(int(a[i]))
-            np.testing.assert_allclose(final[i], go, atol=1e-6)
-            assert gterm == term[i] and gtrunc == trunc[i] and gr == r[i]
-            if gterm or gtrunc:  # restart both from the same state
-                e.reset(seed=100 + steps)
-                vec.state[i] = e.unwrapped.state
-                vec.t[i] = 0
-        steps += 1
-
-
-def test_numpy_acrobot_matches_gymnasium_step_by_step():
-    rng = np.random.default_rng(5)
-    vec = AcrobotVec(4)
-    envs = [gym.make("Acrobot-v1") for _ in range(4)]
+def match_gymnasium(vec, env_id: str, steps: int, actions, atol: float, resync: bool = False) -> int:
+    """Step our batched env and ``vec.num_envs`` gymnasium envs with the same actions from the same
+    states; every step must give the same observation (to ``atol``), reward and end flags. Ended
+    episodes restart both sides from gymnasium's next start state. ``resync`` copies gymnasium's state
+    after every step (no drift from its partly float32 arithmetic). Returns the episodes ended."""
+    envs = [gym.make(env_id) for _ in range(vec.num_envs)]
     for i, e in enumerate(envs):
         e.reset(seed=i)
     vec.reset(states=np.array([e.unwrapped.state for e in envs]))
     ends = 0
-    for step in range(1200):
-        a = rng.integers(0, 3, 4) if step % 200 < 150 else np.full(4, 2)
-        o, r, term, trunc, final = vec.step(a)
+    for step in range(steps):
+        a = actions(step)
+        _, r, term, trunc, final = vec.step(a)
         for i, e in enumerate(envs):
-            go, gr, gterm, gtrunc, _ = e.step(int(a[i]))
-            np.testing.assert_allclose(final[i], go, atol=1e-5)
-            assert gterm == term[i] and gtrunc == trunc[i] and gr == r[i]
+            go, gr, gterm, gtrunc, _ = e.step(a[i] if a.ndim > 1 else int(a[i]))
+            np.testing.assert_allclose(final[i], go, atol=atol)
+            np.testing.assert_allclose(r[i], gr, rtol=1e-5)
+            assert gterm == term[i] and gtrunc == trunc[i]
             if gterm or gtrunc:
                 ends += 1
                 e.reset(seed=100 + step)
                 vec.state[i], vec.t[i] = e.unwrapped.state, 0
+            elif resync:
+                vec.state[i] = e.unwrapped.state
+    return ends
+
+
+def test_numpy_cartpole_matches_gymnasium_step_by_step():
+    rng = np.random.default_rng(2)
+    assert match_gymnasium(CartPoleVec(3), "CartPole-v1", 300, lambda t: rng.integers(0, 2, 3), 1e-6) > 3
+
+
+def test_numpy_acrobot_matches_gymnasium_step_by_step():
+    rng = np.random.default_rng(5)
+    ends = match_gymnasium(AcrobotVec(4), "Acrobot-v1", 1200,
+                           lambda t: rng.integers(0, 3, 4) if t % 200 < 150 else np.full(4, 2), 1e-5)
     assert ends >= 4  # episodes ended (time limit or swing-up) and restarted in step
 
 
 def test_numpy_pendulum_matches_gymnasium_step_by_step():
-    rng = np.random.default_rng(6)
-    vec = PendulumVec(3)
-    envs = [gym.make("Pendulum-v1") for _ in range(3)]
-    for i, e in enumerate(envs):
-        e.reset(seed=i)
-    vec.reset(states=np.array([e.unwrapped.state for e in envs]))
-    for step in range(450):
-        a = rng.uniform(-3, 3, size=(3, 1)).astype(np.float32)  # beyond the bounds too: both clip
-        o, r, term, trunc, final = vec.step(a)
-        for i, e in enumerate(envs):
-            go, gr, gterm, gtrunc, _ = e.step(a[i])
-            np.testing.assert_allclose(final[i], go, atol=1e-5)
-            np.testing.assert_allclose(r[i], gr, rtol=1e-5)
-            assert gterm == term[i] and gtrunc == trunc[i]
-            if gtrunc:
-                e.reset(seed=100 + step)
-                vec.t[i] = 0
-            vec.state[i] = e.unwrapped.state  # gymnasium computes partly in float32: no drift between steps
-    assert vec.t.max() < 200
+    rng = np.random.default_rng(6)  # torques beyond the bounds too: both sides clip
+    ends = match_gymnasium(PendulumVec(3), "Pendulum-v1", 450,
+                           lambda t: rng.uniform(-3, 3, size=(3, 1)).astype(np.float32), 1e-5, resync=True)
+    assert ends == 6  # two 200-step time limits per env
 
 
 def test_cartpole_time_limit_truncates_at_500():
