@@ -22,13 +22,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.plots import save_image_grid, write_grid
 from ..engine.run import load_run_weights
-from ..engine.plots import write_grid
-from ..engine.plots import save_image_grid
-from .gan import (discriminator_loss, generator_loss, grad_norm, image_data, make_discriminator,
-                  make_generator, score_generated, to_signed, to_unit)
+from .gan import (adversarial_setup, discriminator_loss, generator_loss, grad_norm, image_data, make_generator,
+                  score_generated, to_signed, to_unit)
 
 
 @dataclass
@@ -69,15 +67,7 @@ def generate_conditional(G, labels: torch.Tensor, z_dim: int, seed: int = 0, bat
 
 def train_cgan(cfg: CGANConfig, run: Run) -> dict[str, float]:
     x_all, y_all = image_data(cfg.dataset, "train")
-    G = make_generator(cfg.arch, cfg.z_dim, cfg.width, extra_in=10).to(run.device)
-    D = make_discriminator(cfg.arch, cfg.width, extra_in=10).to(run.device)
-    Gp, Dp = run.prepare(G), run.prepare(D)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    run.watch(G=G, D=D, opt_g=opt_g, opt_d=opt_d)
-    start = run.restore()
-    sampler = StepSampler(len(x_all), cfg.batch_size, seed=0, rank=run.rank, world_size=run.world_size)
-    b = cfg.batch_size // run.world_size
+    G, D, Gp, Dp, opt_g, opt_d, start, sampler, b = adversarial_setup(cfg, run, len(x_all), extra_in=10)
     for step in run.steps(cfg.steps, unit="img", items_per_step=cfg.batch_size):
         idx = sampler.indices(step)
         real, c_real = to_signed(x_all[idx]).to(run.device), onehot(y_all[idx]).to(run.device)

@@ -207,18 +207,24 @@ class GANConfig:
     ckpt_every: int = 1000  # steps between checkpoints
 
 
-def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
-    """Alternating Adam steps on D (cross-entropy, real=1, fake=0) and G (cfg.loss)."""
-    x_all, _ = image_data(cfg.dataset, "train")
-    G = make_generator(cfg.arch, cfg.z_dim, cfg.width).to(run.device)
-    D = make_discriminator(cfg.arch, cfg.width).to(run.device)
-    Gp, Dp = run.prepare(G), run.prepare(D)
+def adversarial_setup(cfg, run: Run, n_train: int, extra_in: int = 0):
+    """The two players of a (conditional) GAN recipe and their Adam optimisers (betas (beta1, 0.999)),
+    watched and restored, with the step sampler over ``n_train`` images and the per-rank batch.
+    Returns ``(G, D, Gp, Dp, opt_g, opt_d, start, sampler, b)``; ``Gp, Dp`` are the DDP-wrapped ones."""
+    G = make_generator(cfg.arch, cfg.z_dim, cfg.width, extra_in=extra_in).to(run.device)
+    D = make_discriminator(cfg.arch, cfg.width, extra_in=extra_in).to(run.device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     run.watch(G=G, D=D, opt_g=opt_g, opt_d=opt_d)
     start = run.restore()
-    sampler = StepSampler(len(x_all), cfg.batch_size, seed=0, rank=run.rank, world_size=run.world_size)
-    b = cfg.batch_size // run.world_size
+    sampler = StepSampler(n_train, cfg.batch_size, seed=0, rank=run.rank, world_size=run.world_size)
+    return G, D, run.prepare(G), run.prepare(D), opt_g, opt_d, start, sampler, cfg.batch_size // run.world_size
+
+
+def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
+    """Alternating Adam steps on D (cross-entropy, real=1, fake=0) and G (cfg.loss)."""
+    x_all, _ = image_data(cfg.dataset, "train")
+    G, D, Gp, Dp, opt_g, opt_d, start, sampler, b = adversarial_setup(cfg, run, len(x_all))
     run.print(f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M "
               f"parameters; {cfg.steps} steps of {cfg.batch_size}")
     for step in run.steps(cfg.steps, unit="img", items_per_step=cfg.batch_size):
