@@ -130,7 +130,7 @@ def evaluate_embeddings(scores, z: torch.Tensor, n_way: int, k_shot: int, n_quer
     Returns ``{"accuracy", "ci95", "episodes"}``.
     """
     sampler = EpisodeSampler(z.shape[0], z.shape[1], n_way, k_shot, n_query, seed)
-    y = query_labels(n_way, n_query)
+    y = query_labels(n_way, n_query).to(z.device)
     accs = torch.empty(episodes, dtype=torch.float64)
     for e in range(episodes):
         classes, s, q = sampler.episode(e)

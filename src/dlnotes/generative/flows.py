@@ -156,7 +156,8 @@ class NICE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator=None):
-        return self.decode(sample_prior(self.prior, (n, self.dim), generator))
+        z = sample_prior(self.prior, (n, self.dim), generator)  # drawn on the CPU: same samples on any device
+        return self.decode(z.to(self.scale.S.device))
 
 
 # ----------------------------------------------------------------------------- RealNVP
@@ -302,7 +303,8 @@ class RealNVP(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator=None):
-        return self.decode(torch.randn(n, int(np.prod(self.shape)), generator=generator))
+        z = torch.randn(n, int(np.prod(self.shape)), generator=generator)  # CPU draw, as in NICE.sample
+        return self.decode(z.to(next(self.parameters()).device))
 
 
 class LogitTransform(nn.Module):

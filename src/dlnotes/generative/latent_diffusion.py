@@ -67,7 +67,9 @@ def train_autoencoder(x01: torch.Tensor, cfg: LatentDiffusionConfig, run: Run) -
 
 @torch.no_grad()
 def encode(ae: ConvAutoencoder, x01: torch.Tensor, batch: int = 1000) -> torch.Tensor:
-    return torch.cat([ae.encoder(x01[i:i + batch]) for i in range(0, len(x01), batch)])  # (N, latent_dim)
+    dev = next(ae.parameters()).device
+    return torch.cat([ae.encoder(x01[i:i + batch].to(dev)).cpu()
+                      for i in range(0, len(x01), batch)])  # (N, latent_dim), on the CPU
 
 
 def time_pixel_steps(cfg: LatentDiffusionConfig, steps: int, device) -> float:

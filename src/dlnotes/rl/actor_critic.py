@@ -75,7 +75,7 @@ class RunningNorm(nn.Module):
 
     @torch.no_grad()
     def update(self, x: np.ndarray) -> None:
-        x = torch.as_tensor(x, dtype=torch.float64)
+        x = torch.as_tensor(x, dtype=torch.float64, device=self.mean.device)
         m, v, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
         delta, tot = m - self.mean, self.count + n
         self.mean += delta * n / tot

@@ -63,7 +63,7 @@ class TransferConfig:
 
 @recipe("transfer-few-labels", lecture=13, section="Transfer learning", config=TransferConfig,
         datasets=("omniglot", "mnist"),
-        presets={"quick": {"source": "fashion_mnist", "target": "digits", "width": 32, "pretrain_steps": 40,
+        presets={"quick": {"source": "mnist", "target": "digits", "width": 32, "pretrain_steps": 40,
                            "batch": 128, "ks": "1,10", "finetune_steps": 30, "log_every": 10, "ckpt_every": 0}})
 def transfer_few_labels(cfg: TransferConfig, run: Run) -> dict[str, float]:
     """Pretrain on Omniglot, then linear probe vs fine-tune vs scratch on MNIST with k labels per class."""

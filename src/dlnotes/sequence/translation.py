@@ -289,7 +289,10 @@ def multi30k_transformer(cfg: TranslationConfig, run: Run) -> dict[str, float]:
     return train_translation(cfg, run)
 
 
-_GRU = {"model": "gru-attention", "lr": 1e-3, "dropout": 0.5, "label_smoothing": 0.0, "epochs": 10.0}
+# 6 epochs: on an H100 the validation loss of this model is flat after epoch 5 (2.070, 2.050, then
+# 2.049-2.054 up to epoch 10) and test BLEU is 36.2 after 6 epochs vs 37.0 after 10, so the CPU
+# budget (2 hours) goes to 6 epochs.
+_GRU = {"model": "gru-attention", "lr": 1e-3, "dropout": 0.5, "label_smoothing": 0.0, "epochs": 6.0}
 
 
 @recipe("multi30k-gru-attention", lecture=7, section=_SECTION, config=TranslationConfig, datasets=("multi30k",),
