@@ -198,7 +198,7 @@ class GANConfig:
     z_dim: int = 64  # latent dimension
     width: int = 64  # base channel count (dcgan) / hidden-width unit (mlp)
     batch_size: int = 64  # real and fake images per step
-    steps: int = 4000  # alternating D/G updates
+    steps: int = 15000  # alternating D/G updates (16 epochs at 64; 4000 gave confidence 0.86, FID 316)
     lr: float = 2e-4  # Adam learning rate, both players
     beta1: float = 0.5  # Adam beta1 (DCGAN's setting)
     n_eval: int = 10000  # samples scored by the classifier at the end
@@ -288,7 +288,7 @@ def gan_mnist_dcgan(cfg: GANConfig, run: Run) -> dict[str, float]:
 
 
 @recipe("gan-mnist-dcgan-saturating", lecture=11, section="Challenges: the saturation problem",
-        config=GANConfig, datasets=("mnist",), presets={"full": {"loss": "saturating"}, "quick": _QUICK})
+        config=GANConfig, datasets=("mnist",), presets={"full": {"loss": "saturating", "steps": 4000}, "quick": _QUICK})
 def gan_mnist_dcgan_saturating(cfg: GANConfig, run: Run) -> dict[str, float]:
     """The same DCGAN trained with the saturating loss log(1 - D(G(z))), for comparison."""
     return train_gan(cfg, run)
