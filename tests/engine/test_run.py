@@ -81,3 +81,13 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypat
     steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps)  # no duplicated tail after resuming
     assert (run_dir / "result.json").exists() and (run_dir / "curves.png").exists()
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dlnotes.engine.recipes import _new_run_dir
+    with ThreadPoolExecutor(8) as ex:
+        dirs = list(ex.map(lambda _: _new_run_dir(tmp_path, "r"), range(8)))
+    assert len(set(dirs)) == 8
+    assert all(d.is_dir() and not any(d.iterdir()) for d in dirs)

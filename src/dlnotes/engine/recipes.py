@@ -119,13 +119,18 @@ def get(name: str) -> Recipe:
 
 
 def _new_run_dir(root: Path, name: str) -> Path:
+    """Create and return ``root/name/<time>`` (``<time>-1``, ``-2``, ... when taken). The directory
+    is claimed by ``mkdir`` itself, so two runs started in the same second never share one."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = root / name / stamp
-    i = 1
-    while path.exists():
-        path = root / name / f"{stamp}-{i}"
-        i += 1
-    return path
+    (root / name).mkdir(parents=True, exist_ok=True)
+    i = 0
+    while True:
+        path = root / name / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            i += 1
 
 
 def _shared_dir(root: Path, name: str) -> Path:
