@@ -116,6 +116,12 @@ def _next_random(state):
     return (state * np.uint64(25214903917) + np.uint64(11)) & _MASK48
 
 
+def _draw_window(state, window):
+    """Next generator state and the centre's reduced window b, uniform in 1..window (word2vec's draw)."""
+    state = _next_random(state)
+    return state, 1 + np.int64((state >> np.uint64(16)) % np.uint64(window))
+
+
 def skipgram_updates(V, U, ids, sent, table, codes, points, lengths, objective, window, negative,
                      lr0, lr1, seeds, centre_input):
     """Skip-gram SGD over a chunk of (subsampled) token ids with sentence indices ``sent``.
@@ -135,8 +141,7 @@ def skipgram_updates(V, U, ids, sent, table, codes, points, lengths, objective, 
         lo, hi = n * th // threads, n * (th + 1) // threads
         for t in range(lo, hi):
             lr = lr0 + (lr1 - lr0) * t / n
-            rnd = _next_random(rnd)
-            b = 1 + np.int64((rnd >> np.uint64(16)) % np.uint64(window))
+            rnd, b = _draw_window(rnd, window)
             c = ids[t]
             for j in range(max(t - b, 0), min(t + b + 1, n)):
                 if j == t or sent[j] != sent[t]:
@@ -164,8 +169,7 @@ def cbow_updates(V, U, ids, sent, table, codes, points, lengths, objective, wind
         lo, hi = n * th // threads, n * (th + 1) // threads
         for t in range(lo, hi):
             lr = lr0 + (lr1 - lr0) * t / n
-            rnd = _next_random(rnd)
-            b = 1 + np.int64((rnd >> np.uint64(16)) % np.uint64(window))
+            rnd, b = _draw_window(rnd, window)
             cnt = 0
             h[:] = 0.0
             for j in range(max(t - b, 0), min(t + b + 1, n)):
@@ -197,7 +201,7 @@ def jitted(name: str):
 
         env = {"np": np, "math": math, "prange": numba.prange, "NS": NS, "HS": HS, "SOFTMAX": SOFTMAX,
                "_MASK48": _MASK48, "__name__": __name__}
-        for f in (_output_update, _next_random):
+        for f in (_output_update, _next_random, _draw_window):
             env[f.__name__] = numba.njit(fastmath=True, cache=True)(type(f)(f.__code__, env, f.__name__))
         for f in (skipgram_updates, cbow_updates):  # same code, globals pointing at the jitted helper
             _JIT[f.__name__] = numba.njit(parallel=True, fastmath=True, cache=True)(
