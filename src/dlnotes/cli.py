@@ -50,7 +50,8 @@ def cmd_run(args) -> int:
         run_dir, result = R.execute(args.recipe, preset="quick" if args.quick else args.preset,
                                     overrides=args.set or [], seed=args.seed, resume=args.resume,
                                     runs_root=args.runs, device=args.device, amp=args.amp,
-                                    compile=args.compile, ckpt_every=args.ckpt_every)
+                                    compile=args.compile, ckpt_every=args.ckpt_every,
+                                    max_minutes=args.max_minutes)
     except R.UnknownRecipe as e:
         return _err(e.args[0])
     except ConfigError as e:
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     r.add_argument("--compile", action="store_true", help="torch.compile the model")
     r.add_argument("--ckpt-every", type=int, default=None, help="checkpoint every N steps")
+    r.add_argument("--max-minutes", type=float, default=0.0, metavar="M",
+                   help="stop training after M minutes (checkpoint, then final evaluation as usual)")
     _run_opts(r)
     r.set_defaults(fn=cmd_run)
 

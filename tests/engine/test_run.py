@@ -91,3 +91,19 @@ def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
         dirs = list(ex.map(lambda _: _new_run_dir(tmp_path, "r"), range(8)))
     assert len(set(dirs)) == 8
     assert all(d.is_dir() and not any(d.iterdir()) for d in dirs)
+
+
+def test_time_limit_ends_the_loop_with_a_checkpoint_and_still_finishes_the_run(tmp_path):
+    over = ["corpus=builtin-chars", "epochs=0.25", "hidden=32", "emb=16", "bptt=20", "ckpt_every=0",
+            "sample_chars=20"]
+    run_dir, result = execute("shakespeare-char-lstm", overrides=over, runs_root=tmp_path, quiet=True,
+                              max_minutes=1e-9)  # spent after the first step
+    assert result["stopped_at_step"] == 1
+    assert math.isfinite(result["val_loss"]) and (run_dir / "result.json").exists()
+    assert (run_dir / "checkpoints" / "latest").read_text() == "step-000000001"
+
+
+def test_time_limit_must_not_be_negative(tmp_path):
+    from dlnotes.engine.config import ConfigError
+    with pytest.raises(ConfigError, match="max-minutes"):
+        execute("shakespeare-char-lstm", runs_root=tmp_path, quiet=True, max_minutes=-1)

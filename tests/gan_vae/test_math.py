@@ -138,3 +138,28 @@ def test_iwae_bound_is_tighter_than_the_elbo():
                                + log_normal(zs, torch.zeros(1), torch.zeros(1)), 0) + math.log(16 / 4000)
     torch.manual_seed(0)
     assert iwae_nll(m, x1, k=20000).item() == pytest.approx(-logp.item(), abs=0.03)
+
+
+def test_ema_is_the_stated_moving_average_of_weights_and_running_statistics():
+    import torch
+    from torch import nn
+
+    from dlnotes.nn.ema import EMA
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = EMA(net, 0.9)
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    net(torch.randn(8, 3))  # moves the BatchNorm running statistics and its counter
+    ema.update(net)
+    now = net.state_dict()
+    for k, v in ema.state_dict().items():
+        if v.dtype.is_floating_point:
+            assert torch.allclose(v, 0.9 * before[k] + 0.1 * now[k])
+        else:
+            assert torch.equal(v, now[k])
+    assert not any(p.requires_grad for p in ema.model.parameters()) and not ema.model.training
+    with pytest.raises(ValueError, match="decay"):
+        EMA(net, 1.0)

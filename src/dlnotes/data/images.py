@@ -59,6 +59,22 @@ def digits8x8() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.from_numpy(d.target.astype(np.int64))
 
 
+def digits28(frame: str = "full") -> tuple[torch.Tensor, torch.Tensor]:
+    """The 8x8 digits as uint8 (1797, 28, 28), bilinear upsampling. ``frame="full"`` stretches them over
+    the whole 28x28 image; ``frame="mnist"`` frames them as MNIST frames its digits (a 20x20 box in the
+    centre, 4 blank pixels around)."""
+    import torch.nn.functional as F
+
+    if frame not in ("full", "mnist"):
+        raise ValueError(f"unknown digits frame {frame!r}: full | mnist")
+    x, y = digits8x8()
+    size = 28 if frame == "full" else 20
+    up = F.interpolate(x[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)
+    if frame == "mnist":
+        up = F.pad(up, (4, 4, 4, 4))
+    return up[:, 0].round().clamp(0, 255).to(torch.uint8), y
+
+
 def omniglot(split: str = "background", size: int = 28) -> tuple[torch.Tensor, list[tuple[str, str]]]:
     """Omniglot characters as ``(n_chars, 20, size, size)`` uint8 (ink = 255) and their
     ``(alphabet, character)`` names. ``split``: background, evaluation, background_small1/2."""

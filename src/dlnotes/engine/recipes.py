@@ -147,8 +147,15 @@ def _shared_dir(root: Path, name: str) -> Path:
 def execute(name: str | None = None, *, preset: str = "full", overrides=(), seed: int = 0,
             resume: str | Path | None = None, runs_root: str | Path = "runs", device: str = "auto",
             amp: str = "none", compile: bool = False, ckpt_every: int | None = None,
-            quiet: bool | None = None) -> tuple[Path, dict[str, Any]]:
-    """Run a recipe (or resume ``resume``) and return ``(run_dir, result)``."""
+            quiet: bool | None = None, max_minutes: float = 0.0) -> tuple[Path, dict[str, Any]]:
+    """Run a recipe (or resume ``resume``) and return ``(run_dir, result)``.
+
+    ``max_minutes`` (> 0) caps this invocation's training: the step loop checkpoints and ends once the
+    budget is spent, and the recipe finishes as usual (final evaluation, result.json), recording the
+    step it stopped at as ``stopped_at_step``.
+    """
+    if max_minutes < 0:
+        raise C.ConfigError(f"--max-minutes must be positive (got {max_minutes})")
     if resume is not None:
         run_dir = Path(resume)
         cfg_path = run_dir / "config.json"
@@ -171,7 +178,7 @@ def execute(name: str | None = None, *, preset: str = "full", overrides=(), seed
         ckpt_every = int(getattr(cfg, "ckpt_every", 0) or 0)
     D.seed_everything(seed)
     run = Run(run_dir, device=device, amp=amp, compile=compile, ckpt_every=ckpt_every,
-              resume=resume is not None, quiet=quiet, meta={"recipe": rec.name})
+              resume=resume is not None, quiet=quiet, meta={"recipe": rec.name}, max_minutes=max_minutes)
     if run.is_main and resume is None:
         atomic_write_text(run_dir / "config.json", json.dumps({
             "recipe": rec.name, "preset": preset, "seed": seed, "config": C.to_dict(cfg),
@@ -192,6 +199,8 @@ def execute(name: str | None = None, *, preset: str = "full", overrides=(), seed
         raise
     result = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
               for k, v in metrics.items()}
+    if run.stopped_early_at is not None:
+        result["stopped_at_step"] = run.stopped_early_at
     result["wall_s"] = round(prior_wall + time.time() - t0, 2)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     if rec.target is not None:

@@ -55,8 +55,12 @@ def peak_rss_mb() -> float:
 
 class Run:
     def __init__(self, directory: Path, *, device: str = "auto", amp: str = "none", compile: bool = False,
-                 ckpt_every: int = 0, resume: bool = False, quiet: bool | None = None, meta: dict | None = None):
+                 ckpt_every: int = 0, resume: bool = False, quiet: bool | None = None, meta: dict | None = None,
+                 max_minutes: float = 0.0):
         self.rank, self.world_size, self.local_rank = D.init_distributed()
+        # wall-clock budget of this invocation: ``steps`` ends early (checkpoint first) once it is spent
+        self.max_minutes = max_minutes
+        self.stopped_early_at: int | None = None
         self.dir = Path(directory)
         self.device = D.pick_device(device, self.local_rank)
         self.amp = amp
@@ -188,6 +192,15 @@ class Run:
                     self._bar.update(1)
                 if stop_after and self.step == stop_after:
                     self._interrupted = True
+                if self.max_minutes and self._time_is_up():
+                    self.stopped_early_at = self.step
+                    if self.step < total:
+                        self.checkpoint()
+                        if self.is_main:
+                            print(f"time limit of {self.max_minutes:g} min reached at step {self.step}/{total}: "
+                                  f"checkpoint saved; finishing the run (continue training with "
+                                  f"dlnotes run --resume {self.dir})", file=sys.stderr, flush=True)
+                    break
                 if self._interrupted:
                     self.checkpoint()
                     if self.is_main:  # always said, even when DLNOTES_SILENT hides progress messages
@@ -203,6 +216,15 @@ class Run:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
+
+    def _time_is_up(self) -> bool:
+        """True once ``max_minutes`` have passed since the Run started; every rank gets rank 0's answer."""
+        up = time.time() - self._t0 >= 60.0 * self.max_minutes
+        if self.world_size > 1:  # ranks must leave the loop at the same step
+            flag = torch.tensor([float(up)], device=self.device if self.device.type == "cuda" else "cpu")
+            torch.distributed.broadcast(flag, src=0)
+            up = bool(flag.item())
+        return up
 
     def _on_sigint(self, signum, frame):
         if self._interrupted:  # second Ctrl-C: stop now

@@ -67,7 +67,7 @@ def generate_conditional(G, labels: torch.Tensor, z_dim: int, seed: int = 0, bat
 
 def train_cgan(cfg: CGANConfig, run: Run) -> dict[str, float]:
     x_all, y_all = image_data(cfg.dataset, "train")
-    G, D, Gp, Dp, opt_g, opt_d, start, sampler, b = adversarial_setup(cfg, run, len(x_all), extra_in=10)
+    G, D, Gp, Dp, opt_g, opt_d, start, sampler, b, _ = adversarial_setup(cfg, run, len(x_all), extra_in=10)
     for step in run.steps(cfg.steps, unit="img", items_per_step=cfg.batch_size):
         idx = sampler.indices(step)
         real, c_real = to_signed(x_all[idx]).to(run.device), onehot(y_all[idx]).to(run.device)

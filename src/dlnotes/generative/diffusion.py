@@ -33,7 +33,6 @@ weights, samples graded with :mod:`dlnotes.eval.sample_quality` (confidence, cla
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -41,12 +40,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
+from ..nn.ema import EMA
 from ..nn.unet import UNet
 from .flows import load_images
 
@@ -136,30 +135,6 @@ def _noise_source(shape, generator, device, noises):
             return next(it).to(device)
         return torch.randn(shape, generator=generator).to(device)
     return draw
-
-
-class EMA:
-    """Exponential moving average of a model's parameters (Ho et al.: decay 0.9999)."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module):
-        for e, p in zip(self.model.state_dict().values(), model.state_dict().values()):
-            if e.dtype.is_floating_point:
-                e.lerp_(p, 1 - self.decay)
-            else:
-                e.copy_(p)
-
-    def state_dict(self):
-        return self.model.state_dict()
-
-    def load_state_dict(self, sd):
-        self.model.load_state_dict(sd)
 
 
 # ----------------------------------------------------------------------------- recipe

@@ -39,23 +39,23 @@ from ..engine import Run, Target, recipe
 from ..engine.run import load_run_weights
 from ..engine.plots import save_image_grid, write_grid
 from ..nn.convnets import ConvDecoder, ConvEncoder
+from ..nn.ema import EMA
 
 # ----------------------------------------------------------------------------- shared helpers
 
 
 def image_data(dataset: str, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images (N, 28, 28) and labels. ``digits``: sklearn's 8x8 digits upsampled to 28x28
-    (bilinear), first 1500 as train, the remaining 297 as test."""
+    """uint8 images (N, 28, 28) and labels. ``digits``: sklearn's 8x8 digits upsampled over the whole
+    28x28 frame; ``digits20``: upsampled to 20x20 and centred as MNIST frames its digits; both split
+    first 1500 train, remaining 297 test."""
     if dataset == "mnist":
         return I.mnist(split)
     if dataset == "fashion_mnist":
         return I.fashion_mnist(split)
-    if dataset == "digits":
-        x, y = I.digits8x8()
-        up = F.interpolate(x[:, None].float(), size=(28, 28), mode="bilinear", align_corners=False)
-        x = up[:, 0].round().clamp(0, 255).to(torch.uint8)
+    if dataset in ("digits", "digits20"):
+        x, y = I.digits28("full" if dataset == "digits" else "mnist")
         return (x[:1500], y[:1500]) if split == "train" else (x[1500:], y[1500:])
-    raise ValueError(f"unknown image dataset {dataset!r}; use mnist, fashion_mnist or digits")
+    raise ValueError(f"unknown image dataset {dataset!r}; use mnist, fashion_mnist, digits or digits20")
 
 
 def to_signed(x_u8: torch.Tensor) -> torch.Tensor:
@@ -201,6 +201,7 @@ class GANConfig:
     steps: int = 15000  # alternating D/G updates (16 epochs at 64; 4000 gave confidence 0.86, FID 316)
     lr: float = 2e-4  # Adam learning rate, both players
     beta1: float = 0.5  # Adam beta1 (DCGAN's setting)
+    ema: float = 0.0  # decay of a moving average of G's weights to sample from (0: sample G itself)
     n_eval: int = 10000  # samples scored by the classifier at the end
     classifier: str = "full"  # scoring classifier: full | quick (smoke tests)
     log_every: int = 50  # steps between logged losses / gradient norms
@@ -210,21 +211,23 @@ class GANConfig:
 def adversarial_setup(cfg, run: Run, n_train: int, extra_in: int = 0):
     """The two players of a (conditional) GAN recipe and their Adam optimisers (betas (beta1, 0.999)),
     watched and restored, with the step sampler over ``n_train`` images and the per-rank batch.
-    Returns ``(G, D, Gp, Dp, opt_g, opt_d, start, sampler, b)``; ``Gp, Dp`` are the DDP-wrapped ones."""
+    Returns ``(G, D, Gp, Dp, opt_g, opt_d, start, sampler, b, ema)``; ``Gp, Dp`` are the DDP-wrapped ones,
+    ``ema`` the moving average of G's weights (watched as ``G_ema``) when ``cfg.ema`` > 0, else None."""
     G = make_generator(cfg.arch, cfg.z_dim, cfg.width, extra_in=extra_in).to(run.device)
     D = make_discriminator(cfg.arch, cfg.width, extra_in=extra_in).to(run.device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    run.watch(G=G, D=D, opt_g=opt_g, opt_d=opt_d)
+    ema = EMA(G, cfg.ema) if getattr(cfg, "ema", 0.0) > 0 else None
+    run.watch(G=G, D=D, opt_g=opt_g, opt_d=opt_d, **({"G_ema": ema.model} if ema else {}))
     start = run.restore()
     sampler = StepSampler(n_train, cfg.batch_size, seed=0, rank=run.rank, world_size=run.world_size)
-    return G, D, run.prepare(G), run.prepare(D), opt_g, opt_d, start, sampler, cfg.batch_size // run.world_size
+    return G, D, run.prepare(G), run.prepare(D), opt_g, opt_d, start, sampler, cfg.batch_size // run.world_size, ema
 
 
 def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
     """Alternating Adam steps on D (cross-entropy, real=1, fake=0) and G (cfg.loss)."""
     x_all, _ = image_data(cfg.dataset, "train")
-    G, D, Gp, Dp, opt_g, opt_d, start, sampler, b = adversarial_setup(cfg, run, len(x_all))
+    G, D, Gp, Dp, opt_g, opt_d, start, sampler, b, ema = adversarial_setup(cfg, run, len(x_all))
     run.print(f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M "
               f"parameters; {cfg.steps} steps of {cfg.batch_size}")
     for step in run.steps(cfg.steps, unit="img", items_per_step=cfg.batch_size):
@@ -244,6 +247,8 @@ def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
+        if ema is not None:
+            ema.update(G)
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             run.log(step, d_loss=d_loss.item(), g_loss=g_loss.item(), g_grad_norm=grad_norm(G),
                     d_fake=torch.sigmoid(fake_logits).mean().item())
@@ -252,8 +257,10 @@ def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
     run.checkpoint()
     if not run.is_main:
         return {}
-    samples = generate(G, cfg.n_eval, cfg.z_dim, seed=0, device=run.device)
-    save_image_grid(run, "samples", samples[:64], title=f"{cfg.arch} GAN, {cfg.loss} loss (seed 0)")
+    sampler_G = ema.model if ema is not None else G
+    samples = generate(sampler_G, cfg.n_eval, cfg.z_dim, seed=0, device=run.device)
+    save_image_grid(run, "samples", samples[:64], title=f"{cfg.arch} GAN, {cfg.loss} loss (seed 0"
+                    f"{', EMA generator' if ema is not None else ''})")
     return {**score_generated(run, samples, cfg.dataset, cfg.classifier), "steps": cfg.steps,
             "throughput": cfg.batch_size * (cfg.steps - start) / max(run.elapsed, 1e-9)}
 
@@ -269,7 +276,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     else:
         cfg = from_dict(GANConfig, saved["config"])
         G = make_generator(cfg.arch, cfg.z_dim, cfg.width)
-        G.load_state_dict(load_run_weights(run_dir, "G"))
+        G.load_state_dict(load_run_weights(run_dir, "G_ema" if cfg.ema > 0 else "G"))
     out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png",
                      generate(G, args.n, cfg.z_dim, seed=args.seed))
     return f"wrote {args.n} samples to {out}"

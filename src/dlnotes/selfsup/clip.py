@@ -314,15 +314,13 @@ class CLIPConfig:
 
 def load_captioned(cfg: CLIPConfig, split: str):
     """Images, labels, attributes and domain name of every dataset in ``cfg.datasets``."""
-    from ..data.images import digits8x8, fashion_mnist, mnist
+    from ..data.images import digits28, fashion_mnist, mnist
 
     sets = []
     for name in cfg.datasets.split(","):
         name = name.strip()
         if name == "digits":  # built-in 8x8 digits, padded to 28x28 like MNIST's centred box
-            x, y = digits8x8()
-            x = F.interpolate(x[:, None].float(), size=(20, 20), mode="bilinear", align_corners=False)
-            x = F.pad(x, (4, 4, 4, 4))[:, 0].round().clamp(0, 255).to(torch.uint8)
+            x, y = digits28("mnist")
             cut = 1500
             x, y = (x[:cut], y[:cut]) if split == "train" else (x[cut:], y[cut:])
             domain = "mnist"
