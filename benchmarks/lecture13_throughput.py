@@ -2,7 +2,10 @@
 
 Prints one JSON line: {method: {"s_per_step", "steps_full", "projected_full_min"}}, where the
 projection is the full recipe's step count times the measured step time (training only; evaluation
-is extra). Usage: OMP_NUM_THREADS=2 python benchmarks/lecture13_throughput.py [--repeats 3]
+is extra). Usage: OMP_NUM_THREADS=2 python benchmarks/lecture13_throughput.py [--repeats 3] [--amp bf16]
+
+``--amp bf16`` times the step as ``dlnotes run ... --amp bf16`` runs it: bf16 autocast, and
+channels-last weights for the convolutional models (``Run.place``).
 """
 from __future__ import annotations
 
@@ -25,7 +28,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated subset of methods")
+    ap.add_argument("--amp", default="none", choices=["none", "bf16"])
     args = ap.parse_args()
+    amp = args.amp == "bf16"
+
+    def prep(model):  # what Run.place does under --amp bf16
+        return model.to(memory_format=torch.channels_last) if amp else model
     from dlnotes.fewshot.maml import MAMLConfig, MAMLNet, meta_loss
     from dlnotes.fewshot.matching import MatchingConfig, MatchingNet
     from dlnotes.fewshot.protonet import ProtoConfig, ProtoNet
@@ -39,6 +47,7 @@ def main() -> None:
     out = {}
 
     def episodic(name, model, cfg):
+        model = prep(model)
         opt = torch.optim.Adam(model.parameters())
         n, k, q = cfg.train_way, cfg.train_shot, cfg.train_query
         xs, xq = torch.rand(n, k, 1, 28, 28), torch.rand(n, q, 1, 28, 28)
@@ -53,7 +62,7 @@ def main() -> None:
 
     def maml():
         cfg = MAMLConfig()
-        model = MAMLNet(cfg.n_way)
+        model = prep(MAMLNet(cfg.n_way))
         opt = torch.optim.Adam(model.parameters())
         tasks = [(torch.rand(5, 1, 28, 28), torch.arange(5), torch.rand(5 * cfg.n_query, 1, 28, 28),
                   torch.arange(5).repeat_interleave(cfg.n_query)) for _ in range(cfg.meta_batch)]
@@ -67,7 +76,7 @@ def main() -> None:
 
     def siamese():
         cfg = SiameseConfig()
-        model = SiameseNet()
+        model = prep(SiameseNet())
         opt = torch.optim.Adam(model.parameters())
         x, same = torch.rand(2 * cfg.batch, 1, 28, 28), torch.rand(cfg.batch).round()
 
@@ -81,7 +90,7 @@ def main() -> None:
 
     def simclr():
         cfg = SimCLRConfig()
-        model = SimCLR(cfg.width, cfg.depth, cfg.proj_dim)
+        model = prep(SimCLR(cfg.width, cfg.depth, cfg.proj_dim))
         opt = torch.optim.Adam(model.parameters())
         x = torch.rand(2 * cfg.batch, 1, 28, 28)
 
@@ -96,7 +105,7 @@ def main() -> None:
     def clip():
         cfg = CLIPConfig()
         tok = CaptionTokenizer(training_vocabulary())
-        model = CLIP(len(tok), cfg.embed_dim, cfg.width, cfg.d_model, cfg.n_layers, cfg.n_heads)
+        model = prep(CLIP(len(tok), cfg.embed_dim, cfg.width, cfg.d_model, cfg.n_layers, cfg.n_heads))
         opt = torch.optim.AdamW(model.parameters())
         x = torch.rand(cfg.batch, 1, 28, 28)
         ids = tok.encode(["a thin handwritten seven slanted right"] * cfg.batch)
@@ -117,9 +126,14 @@ def main() -> None:
     only = [m for m in args.only.split(",") if m] or list(makers)
     for name in only:
         step, total = makers[name]()
-        s = timed(step, args.repeats)
+
+        def autocast_step(step=step):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                step()
+        s = timed(autocast_step, args.repeats)
         out[name] = {"s_per_step": round(s, 4), "steps_full": total, "projected_full_min": round(s * total / 60, 1)}
     out["threads"] = torch.get_num_threads()
+    out["amp"] = args.amp
     print(json.dumps(out))
 
 

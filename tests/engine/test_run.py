@@ -107,3 +107,22 @@ def test_time_limit_must_not_be_negative(tmp_path):
     from dlnotes.engine.config import ConfigError
     with pytest.raises(ConfigError, match="max-minutes"):
         execute("shakespeare-char-lstm", runs_root=tmp_path, quiet=True, max_minutes=-1)
+
+
+def test_bf16_places_conv_weights_channels_last_and_checkpoints_them_contiguously(tmp_path):
+    from dlnotes.engine import dist as D
+    run = Run(tmp_path / "r", quiet=True, amp="bf16")
+    if not D.bf16_supported(run.device):
+        pytest.skip("no bf16 on this device")
+    model = run.place(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 2)))
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert Run(tmp_path / "s", quiet=True).place(torch.nn.Conv2d(1, 4, 3)).weight.is_contiguous()  # fp32: untouched
+    with run.autocast():
+        model(torch.rand(2, 1, 8, 8)).float().sum().backward()
+    run.watch(model=model)
+    run.checkpoint()
+    again = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+    run2 = Run(tmp_path / "r", quiet=True, resume=True)
+    run2.watch(model=again)
+    run2.restore()
+    assert torch.equal(again[0].weight, model[0].weight)
