@@ -16,6 +16,7 @@ A run that never reaches the threshold counts as infinity.
     python benchmarks/rl_vs_sb3.py --algos dqn --seeds 0 1 2
     python benchmarks/rl_vs_sb3.py --algos a2c ppo acrobot-a2c acrobot-ppo --seeds 0 1 2
     python benchmarks/rl_vs_sb3.py --merge results/*.jsonl     # summary of earlier partial runs
+    python benchmarks/rl_vs_sb3.py --algos dqn --set hidden=64   # one of our config fields changed
 
 The last line printed is one JSON object: per algorithm, our and SB3's median seconds and steps
 to 475, and the ratio ours / SB3 of the median seconds.
@@ -75,10 +76,11 @@ def run_sb3(algo: str, env_id: str, seed: int, eval_every: int, eval_episodes: i
             "best_eval": float(cb.best_mean_reward), "total_seconds": seconds}
 
 
-def run_ours(recipe_name: str, seed: int, eval_every: int, eval_episodes: int, threshold: float) -> dict:
+def run_ours(recipe_name: str, seed: int, eval_every: int, eval_episodes: int, threshold: float,
+             extra: list[str] = ()) -> dict:
     from dlnotes.engine import execute
 
-    over = [f"eval_episodes={eval_episodes}", f"stop_return={threshold}", "final_episodes=20"]
+    over = [f"eval_episodes={eval_episodes}", f"stop_return={threshold}", "final_episodes=20", *extra]
     if recipe_name.startswith(("acrobot-", "cartpole-a", "cartpole-ppo")):
         over.append("stop_at_target=true")
     if recipe_name != "cartpole-reinforce":  # (REINFORCE evaluates every few updates, not env steps)
@@ -134,6 +136,8 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-every", type=int, default=5000, help="env steps between evaluations (zoo: 5000)")
     ap.add_argument("--eval-episodes", type=int, default=10)
     ap.add_argument("--threshold", type=float, help="return to reach (default: 475 CartPole, -100 Acrobot)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of our recipe's config (repeatable), as `dlnotes run --set`")
     ap.add_argument("--out", help="append one JSON line per run to this file")
     ap.add_argument("--merge", nargs="*", help="only summarise rows from these JSONL files")
     args = ap.parse_args(argv)
@@ -147,7 +151,7 @@ def main(argv=None) -> None:
             for key in args.algos:
                 ours_name, env_id, sb3_algos = PAIRS[key]
                 thr = THRESHOLD[env_id] if args.threshold is None else args.threshold
-                jobs = [lambda: run_ours(ours_name, seed, args.eval_every, args.eval_episodes, thr)]
+                jobs = [lambda: run_ours(ours_name, seed, args.eval_every, args.eval_episodes, thr, args.set)]
                 jobs += [lambda a=a: run_sb3(a, env_id, seed, args.eval_every, args.eval_episodes, thr)
                          for a in sb3_algos]
                 if seed % 2:  # alternate who goes first

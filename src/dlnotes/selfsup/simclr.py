@@ -114,7 +114,7 @@ def run_simclr(cfg: SimCLRConfig, run: Run) -> dict[str, float]:
         v1, v2 = simclr_views(x, g, flip, cfg.crop_area), simclr_views(x, g, flip, cfg.crop_area)
         with run.autocast():
             z = net(torch.cat([v1, v2]).to(run.device)).float()  # (2B, D), one batch: shared BN statistics
-            loss = nt_xent(z[: len(x)], z[len(x):], cfg.tau)
+        loss = nt_xent(z[: len(x)], z[len(x):], cfg.tau)  # similarities in fp32 even under --amp bf16
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
