@@ -17,6 +17,11 @@ gradient descent-ascent. The generator's term comes in the two forms the notes c
 ``D`` outputs a logit ``l``; ``log D = logsigmoid(l)`` and ``log(1 - D) = logsigmoid(-l)`` keep the
 losses finite. Generators are an MLP or the DCGAN-style convnet of :mod:`dlnotes.nn.convnets`.
 
+With ``ema > 0`` samples come from an exponential moving average of the generator's weights,
+``Theta_ema <- ema Theta_ema + (1 - ema) Theta`` after every generator step (:mod:`dlnotes.nn.ema`;
+Yazici et al. 2019): the averaged generator is not part of the game, it smooths the oscillation of
+gradient descent-ascent around the equilibrium.
+
 Recipes: ``gan-mnist-dcgan`` (non-saturating DCGAN: classifier-FID, confidence >= 0.9, label
 entropy near log 10), ``gan-mnist-dcgan-saturating`` and ``gan-mnist-mlp`` beside it, and
 ``gan-saturation`` (both generator losses from one initialisation: generator gradient norms).

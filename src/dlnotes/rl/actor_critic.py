@@ -219,7 +219,9 @@ def _train(cfg: ActorCriticConfig, run: Run) -> dict[str, float]:
         st["train_s"] += time.perf_counter() - t0
         st["env"] = env.snapshot() if isinstance(env, CartPoleVec) else None
         if it % max(1, 2000 // (cfg.num_envs * n_steps)) == 0:
-            run.log(st["env_steps"], loss=loss, train_return=float(np.mean(recent)) if recent else 0.0, **stats)
+            if recent:  # no point before the first episode ends
+                stats["train_return"] = float(np.mean(recent))
+            run.log(st["env_steps"], loss=loss, **stats)
         else:
             run.log_check(it, loss=loss)
         if ((it + 1) % eval_updates == 0 or it == updates - 1) and timed_eval(

@@ -246,7 +246,9 @@ def _train_dqn(cfg: DQNConfig, run: Run) -> dict[str, float]:
         st["ep_ret"] = ep_ret
         if it % cfg.log_every == 0:
             trained = {"loss": loss_v, "q_mean": q_v} if loss_v == loss_v else {}  # none yet (NaN)
-            run.log(st["env_steps"], epsilon=eps, train_return=float(np.mean(recent)) if recent else 0.0, **trained)
+            if recent:  # no point before the first episode ends (it would plot a return of 0)
+                trained["train_return"] = float(np.mean(recent))
+            run.log(st["env_steps"], epsilon=eps, **trained)
         if (it + 1) % eval_iters == 0 and timed_eval(
                 run, st, st["env_steps"], lambda: evaluate_policy(greedy, cfg, cfg.eval_episodes, 50_000 + it),
                 cfg.stop_return):
