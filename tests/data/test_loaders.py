@@ -1,5 +1,4 @@
 """Loaders on the real files: counts, shapes and label ranges match the data README."""
-import numpy as np
 import pytest
 import torch
 

@@ -1,6 +1,5 @@
 import math
 
-import numpy as np
 import pytest
 
 from dlnotes.sequence.ngram import NGramLM, load_sentences

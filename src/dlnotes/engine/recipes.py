@@ -15,7 +15,6 @@ learning-curve figure.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import operator
 import os

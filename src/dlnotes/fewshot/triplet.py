@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import Run, Target, recipe
+from ..engine import Run, recipe
 from ..nn.backbones import Conv4
 from .episodes import EpisodeSampler, episode_images
 from .train import evaluate_model, fit, load_data

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.sampling import StepSampler
-from ..engine import Run, Target, recipe
+from ..engine import Run, recipe
 from ..nn.backbones import SmallResNet, to_float
 from .probe import features, knn_accuracy, label_subset, linear_probe, load_images
 
