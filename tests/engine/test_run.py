@@ -101,11 +101,16 @@ def test_time_limit_ends_the_loop_with_a_checkpoint_and_still_finishes_the_run(t
     assert result["stopped_at_step"] == 1
     assert math.isfinite(result["val_loss"]) and (run_dir / "result.json").exists()
     assert (run_dir / "checkpoints" / "latest").read_text() == "step-000000001"
+    assert json.loads((run_dir / "partial_wall.json").read_text())["wall_s"] > 0
+    _, resumed = execute(resume=run_dir, quiet=True)  # no limit now: trains to the end
+    assert "stopped_at_step" not in resumed
+    assert int((run_dir / "checkpoints" / "latest").read_text().split("-")[1]) > 1
+    assert resumed["wall_s"] > result["wall_s"] * 0.5  # includes the first invocation's time
 
 
 def test_time_limit_must_not_be_negative(tmp_path):
     from dlnotes.engine.config import ConfigError
-    with pytest.raises(ConfigError, match="max-minutes"):
+    with pytest.raises(ConfigError, match="max-minutes must be a positive number"):
         execute("shakespeare-char-lstm", runs_root=tmp_path, quiet=True, max_minutes=-1)
 
 

@@ -154,7 +154,8 @@ def execute(name: str | None = None, *, preset: str = "full", overrides=(), seed
     step it stopped at as ``stopped_at_step``.
     """
     if max_minutes < 0:
-        raise C.ConfigError(f"--max-minutes must be positive (got {max_minutes})")
+        raise C.ConfigError(f"--max-minutes must be a positive number of minutes, or 0 for no limit "
+                            f"(got {max_minutes})")
     if resume is not None:
         run_dir = Path(resume)
         cfg_path = run_dir / "config.json"
@@ -200,6 +201,9 @@ def execute(name: str | None = None, *, preset: str = "full", overrides=(), seed
               for k, v in metrics.items()}
     if run.stopped_early_at is not None:
         result["stopped_at_step"] = run.stopped_early_at
+        if run.is_main:  # a later --resume adds this invocation's time to its own
+            atomic_write_text(run_dir / "partial_wall.json",
+                              json.dumps({"wall_s": prior_wall + time.time() - t0}))
     result["wall_s"] = round(prior_wall + time.time() - t0, 2)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     if rec.target is not None:

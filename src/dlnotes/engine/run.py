@@ -182,6 +182,8 @@ class Run:
     def steps(self, total: int, *, unit: str = "it", items_per_step: float = 1.0) -> Iterator[int]:
         """Yield steps ``self.step .. total-1``; checkpoint every ``ckpt_every`` and on Ctrl-C."""
         start = self.step
+        if self.stopped_early_at is not None:  # a later training phase of a run whose time is up
+            return
         if self.is_main and not self.quiet:
             from tqdm import tqdm
             scale = items_per_step if items_per_step != 1 else False
@@ -203,14 +205,13 @@ class Run:
                     self._bar.update(1)
                 if stop_after and self.step == stop_after:
                     self._interrupted = True
-                if self.max_minutes and self._time_is_up():
+                if self.max_minutes and self.step < total and self._time_is_up():
                     self.stopped_early_at = self.step
-                    if self.step < total:
-                        self.checkpoint()
-                        if self.is_main:
-                            print(f"time limit of {self.max_minutes:g} min reached at step {self.step}/{total}: "
-                                  f"checkpoint saved; finishing the run (continue training with "
-                                  f"dlnotes run --resume {self.dir})", file=sys.stderr, flush=True)
+                    self.checkpoint()
+                    if self.is_main:
+                        print(f"time limit of {self.max_minutes:g} min reached at step {self.step}/{total}: "
+                              f"checkpoint saved; finishing the run (continue training with "
+                              f"dlnotes run --resume {self.dir})", file=sys.stderr, flush=True)
                     break
                 if self._interrupted:
                     self.checkpoint()
