@@ -100,6 +100,23 @@ def test_realnvp_multiscale_and_logit_transform():
     _check_layer(lt, torch.rand(2, 1, 3, 3, dtype=torch.float64) * 0.98 + 0.01)
 
 
+def test_realnvp_under_bf16_autocast_stays_exactly_invertible_in_fp32():
+    """--amp bf16 runs only the coupling nets in bf16: (s, t) come from the kept half u, which encode and
+    decode see bit for bit, so the map still inverts to fp32 precision and z, logdet stay fp32."""
+    m = _perturb(FL.RealNVP((1, 8, 8), scales=2, hidden=8, blocks=1), scale=0.05).eval()
+    x = torch.randn(3, 1, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for layer in m.levels[0][:3]:  # each coupling on its own (full-resolution checkerboards)
+            z, logdet = layer.encode(x)
+            assert z.dtype == logdet.dtype == torch.float32
+            assert (layer.decode(z) - x).abs().max() < 1e-5
+        z, logdet = m.encode(x)
+        back = m.decode(z)
+    assert z.dtype == logdet.dtype == torch.float32
+    assert (back - x).abs().max() < 1e-4
+    assert (m.encode(x)[1] - logdet).abs().max() > 0  # the nets did run in bf16
+
+
 def test_flow2d_change_of_variables_integrates_to_one():
     torch.manual_seed(0)
     for kind in ("nice", "realnvp"):

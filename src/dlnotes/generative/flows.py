@@ -30,6 +30,7 @@ recipes built from the same layers are in :mod:`dlnotes.generative.flows2d`.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +176,7 @@ class AffineCoupling(nn.Module):
         self.c = nn.Parameter(torch.ones(channels))  # bound of the log-scale per channel/feature
 
     def _s_t(self, u):
-        s_raw, t = self.net(u).chunk(2, dim=1)
+        s_raw, t = self.net(u).float().chunk(2, dim=1)  # fp32 from here on, also under bf16 autocast
         c = self.c.view(1, -1, *([1] * (u.dim() - 2)))
         keep = 1 - self.mask
         return c * torch.tanh(s_raw) * keep, t * keep
@@ -397,14 +398,17 @@ def build_image_flow(cfg: ImageFlowConfig, shape) -> ImageFlow:
 
 
 @torch.no_grad()
-def evaluate_bits_per_dim(model: ImageFlow, pixels: torch.Tensor, device, batch: int = 500, seed: int = 123) -> float:
+def evaluate_bits_per_dim(model: ImageFlow, pixels: torch.Tensor, device, batch: int = 500, seed: int = 123,
+                          autocast=contextlib.nullcontext) -> float:
+    """Test bits/dim on one fixed dequantisation; ``autocast`` (a context factory) as in training."""
     model.eval()
     g = torch.Generator().manual_seed(seed)
     dims = pixels[0].numel()
     total = 0.0
     for i in range(0, len(pixels), batch):
         x = dequantise(pixels[i:i + batch], g).to(device)
-        total += float(bits_per_dim(model.log_prob(x), dims).sum())
+        with autocast():
+            total += float(bits_per_dim(model.log_prob(x), dims).sum())
     model.train()
     return total / len(pixels)
 
@@ -426,7 +430,8 @@ def image_flow(cfg: ImageFlowConfig, run: Run) -> dict[str, float]:
     for step in run.steps(total, unit="img", items_per_step=cfg.batch_size):
         g = torch.Generator().manual_seed(step)
         x = dequantise(train[sampler.indices(step)], g).to(run.device)
-        logp = net.log_prob(x) if run.world_size == 1 else net.module.log_prob(x)
+        with run.autocast():  # --amp bf16: the coupling nets' convolutions only (see AffineCoupling._s_t)
+            logp = net.log_prob(x) if run.world_size == 1 else net.module.log_prob(x)
         loss = bits_per_dim(logp, dims).mean()  # the NLL, in bits/dim units
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -437,12 +442,14 @@ def image_flow(cfg: ImageFlowConfig, run: Run) -> dict[str, float]:
         else:
             run.log_check(step, loss=loss.item())
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < total and run.is_main:
-            run.log(step + 1, test_bits_per_dim=evaluate_bits_per_dim(model, test[:2000], run.device))
+            run.log(step + 1, test_bits_per_dim=evaluate_bits_per_dim(model, test[:2000], run.device,
+                                                                             autocast=run.autocast))
     result = {}
     if run.is_main:
-        bpd = evaluate_bits_per_dim(model, test, run.device)
+        bpd = evaluate_bits_per_dim(model, test, run.device, autocast=run.autocast)
         model.eval()
-        samples = model.sample(cfg.n_samples, shape, torch.Generator().manual_seed(0))
+        with run.autocast():
+            samples = model.sample(cfg.n_samples, shape, torch.Generator().manual_seed(0)).float()
         from ..engine.plots import save_image_grid
         save_image_grid(run, "samples", samples, title=f"{cfg.model} samples, test {bpd:.3f} bits/dim")
         result = {"bits_per_dim": bpd, "nll_nats": bpd * dims * math.log(2), "steps": total,
