@@ -110,9 +110,9 @@ def test_nll(model: PixelCNN, data: torch.Tensor, device, batch: int = 500) -> f
 class PixelCNNConfig:
     dataset: str = "mnist"  # mnist | digits8x8 (built in, quick runs)
     hidden: int = 64  # feature maps in the residual trunk
-    blocks: int = 6  # masked residual blocks
+    blocks: int = 12  # masked residual blocks (each adds a row of context: 15 rows up; 6 blocks gave 90.35 nats)
     out_hidden: int = 64  # width of the 1x1 output layers
-    epochs: float = 10.0  # passes over the training set
+    epochs: float = 12.0  # passes over the training set (--amp bf16: about 60 min on one core here)
     batch_size: int = 64  # images per step
     lr: float = 1e-3  # Adam learning rate (cosine-decayed to 5%)
     eval_every: int = 1000  # steps between test NLL checks on 2000 images (0: end only)
