@@ -107,6 +107,8 @@ def test_realnvp_under_bf16_autocast_stays_exactly_invertible_in_fp32():
     x = torch.randn(3, 1, 8, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         for layer in m.levels[0][:3]:  # each coupling on its own (full-resolution checkerboards)
+            s, t = layer._s_t(x * layer.mask)  # the scale and shift enter the coupling arithmetic in fp32
+            assert s.dtype == t.dtype == torch.float32
             z, logdet = layer.encode(x)
             assert z.dtype == logdet.dtype == torch.float32
             assert (layer.decode(z) - x).abs().max() < 1e-5

@@ -430,7 +430,7 @@ def image_flow(cfg: ImageFlowConfig, run: Run) -> dict[str, float]:
     for step in run.steps(total, unit="img", items_per_step=cfg.batch_size):
         g = torch.Generator().manual_seed(step)
         x = dequantise(train[sampler.indices(step)], g).to(run.device)
-        with run.autocast():  # --amp bf16: the coupling nets' convolutions only (see AffineCoupling._s_t)
+        with run.autocast():  # --amp bf16: only the coupling networks (see AffineCoupling._s_t)
             logp = net.log_prob(x) if run.world_size == 1 else net.module.log_prob(x)
         loss = bits_per_dim(logp, dims).mean()  # the NLL, in bits/dim units
         opt.zero_grad(set_to_none=True)
