@@ -30,6 +30,11 @@ def test_image_flow_quick_and_sample(run_recipe, tmp_path, name):
     assert result["target"]["metric"] == "bits_per_dim"
     assert (run_dir / "samples.png").exists()
     _png_ok(_sample(run_dir, tmp_path, "--length", "4"))
+    lrs = [r["lr"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "lr" in r]
+    if name == "nice-mnist":  # its presets decay the learning rate along half a cosine
+        assert lrs[0] == pytest.approx(1e-3) and 0 < lrs[-1] < 1e-5
+    else:
+        assert set(lrs) == {1e-3}
 
 
 def test_flow_2d_quick_makes_density_plot(run_recipe, capsys):

@@ -44,6 +44,7 @@ from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
+from ..engine.schedules import set_lr, warmup_cosine
 
 LOG2PI = math.log(2 * math.pi)
 
@@ -370,6 +371,7 @@ class ImageFlowConfig:
     epochs: float = 15.0  # passes over the training set
     batch_size: int = 64  # images per step
     lr: float = 1e-3  # Adam learning rate
+    lr_schedule: str = "constant"  # constant | cosine (half a cosine from lr down to 0 at the last step)
     weight_decay: float = 0.0  # L2 on weights (RealNVP paper: 5e-5)
     clip: float = 100.0  # max gradient norm
     eval_every: int = 2000  # steps between test-set evaluations (0: only at the end)
@@ -415,6 +417,8 @@ def evaluate_bits_per_dim(model: ImageFlow, pixels: torch.Tensor, device, batch:
 
 def image_flow(cfg: ImageFlowConfig, run: Run) -> dict[str, float]:
     """Maximum-likelihood training of a flow on dequantised images; test bits/dim and samples."""
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be constant or cosine, not {cfg.lr_schedule!r}")
     train, test = load_images(cfg.dataset, "train"), load_images(cfg.dataset, "test")[: cfg.n_eval]
     shape = (1, *train.shape[1:])
     model = build_image_flow(cfg, shape)
@@ -428,6 +432,8 @@ def image_flow(cfg: ImageFlowConfig, run: Run) -> dict[str, float]:
     run.print(f"{cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
               f"{sampler.steps_per_epoch} steps/epoch, {total} steps")
     for step in run.steps(total, unit="img", items_per_step=cfg.batch_size):
+        if cfg.lr_schedule == "cosine":
+            set_lr(opt, warmup_cosine(step, total, cfg.lr))
         g = torch.Generator().manual_seed(step)
         x = dequantise(train[sampler.indices(step)], g).to(run.device)
         with run.autocast():  # --amp bf16: only the coupling networks (see AffineCoupling._s_t)
@@ -438,7 +444,7 @@ def image_flow(cfg: ImageFlowConfig, run: Run) -> dict[str, float]:
         gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
         opt.step()
         if step % 50 == 0 or step == total - 1:
-            run.log(step, loss=loss.item(), grad_norm=gn)
+            run.log(step, loss=loss.item(), grad_norm=gn, lr=opt.param_groups[0]["lr"])
         else:
             run.log_check(step, loss=loss.item())
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < total and run.is_main:
@@ -479,8 +485,8 @@ recipe("realnvp-mnist", lecture=12, section="Normalizing flows (RealNVP)", confi
 recipe("nice-mnist", lecture=12, section="Reversible models (NICE)", config=ImageFlowConfig,
        datasets=("mnist",),
        presets={"full": {"model": "nice", "hidden": 1000, "blocks": 2, "batch_size": 128, "lr": 1e-3,
-                         "logit_alpha": 0.0, "epochs": 30.0},
-                "quick": {**_QIMG, "epochs": 2.0, "hidden": 64, "mlp_layers": 2}},
+                         "lr_schedule": "cosine", "logit_alpha": 0.0, "epochs": 30.0},
+                "quick": {**_QIMG, "epochs": 2.0, "hidden": 64, "mlp_layers": 2, "lr_schedule": "cosine"}},
        target=Target("bits_per_dim", "<=", 4.4, "Dinh et al. 2015 (NICE): 4.36 bits/dim"))(image_flow)
 
 

@@ -33,7 +33,6 @@ Recipes:
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import torch
 from ..data import text as T
 from ..engine.run import load_run_weights
 from ..engine import Run, Target, recipe
+from ..engine.schedules import warmup_cosine
 from .transformer import GPT
 
 
@@ -98,10 +98,7 @@ def get_batch(data: torch.Tensor, batch: int, context: int, seed: int) -> tuple[
 
 def lr_at(step: int, cfg: CharGPTConfig) -> float:
     """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at the last step."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    frac = (step - cfg.warmup) / max(1, cfg.iters - cfg.warmup)
-    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))) * (cfg.lr - cfg.min_lr)
+    return warmup_cosine(step, cfg.iters, cfg.lr, cfg.min_lr, cfg.warmup)
 
 
 def make_optimizer(model: GPT, cfg: CharGPTConfig) -> torch.optim.AdamW:

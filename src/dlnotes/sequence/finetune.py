@@ -13,7 +13,6 @@ pretraining run, then fine-tunes both copies and fits the baseline; the result h
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import nn
 
 from ..data import text as T
 from ..engine import Run, Target, recipe
+from ..engine.schedules import set_lr, warmup_cosine
 from . import bert as B
 from . import gpt2 as G
 
@@ -147,8 +147,6 @@ def finetune(clf: Classifier, train, dev, cfg: FinetuneConfig, run: Run, tag: st
     (tr_x, tr_y), (dv_x, dv_y) = train, dev
     opt = G.make_optimizer(clf, cfg.lr, cfg.weight_decay)
     steps = max(1, int(cfg.epochs * len(tr_x) / cfg.batch_size))
-    sched = dataclasses.make_dataclass("S", [("lr", float), ("min_lr", float), ("warmup", int), ("iters", int)])(
-        cfg.lr, cfg.lr * 0.1, cfg.warmup, steps)
     per_epoch = max(1, len(tr_x) // cfg.batch_size)
     perm = None
     for step in range(steps):
@@ -156,8 +154,7 @@ def finetune(clf: Classifier, train, dev, cfg: FinetuneConfig, run: Run, tag: st
         if k == 0:
             perm = torch.randperm(len(tr_x), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
         sel = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size].tolist()
-        for gr in opt.param_groups:
-            gr["lr"] = G.lr_at(step, sched)
+        set_lr(opt, warmup_cosine(step, steps, cfg.lr, cfg.lr * 0.1, cfg.warmup))
         with run.autocast():
             logits = clf(pad_batch([tr_x[i] for i in sel], clf.pad_id))
         loss = F.cross_entropy(logits.float(), tr_y[sel])

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..data import cache_dir
 from ..engine import Run, recipe
+from ..engine.schedules import warmup_cosine
 from . import tokenize as TK
 from .transformer import GPT
 
@@ -98,10 +99,8 @@ def get_batch(data: torch.Tensor, batch: int, context: int, seed: int):
 
 
 def lr_at(step: int, cfg) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    frac = (step - cfg.warmup) / max(1, cfg.iters - cfg.warmup)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
+    """Linear warm-up to ``cfg.lr``, then cosine decay to ``cfg.min_lr`` at ``cfg.iters``."""
+    return warmup_cosine(step, cfg.iters, cfg.lr, cfg.min_lr, cfg.warmup)
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
