@@ -38,10 +38,28 @@ def test_relation_scores_every_query_class_pair():
     assert s.shape == (3, 3) and ((s > 0) & (s < 1)).all()
     for i in range(3):
         for n in range(3):
-            pair = torch.cat([zs[n].sum(0), zq[i]]).unsqueeze(0)
+            pair = torch.cat([zs[n].mean(0), zq[i]]).unsqueeze(0)
             assert torch.allclose(s[i, n], m.relation(pair)[0], atol=1e-5)
     y = torch.tensor([0, 2, 1])
     assert torch.allclose(m.loss(s, y), ((s - F.one_hot(y, 3).float()) ** 2).mean())
+
+
+def test_relation_split_first_conv_equals_concatenated_pairs_in_training_mode():
+    """score_all (first conv split over the two halves) = the module on built concatenations,
+    batch-norm statistics over all pairs and gradients included."""
+    torch.manual_seed(1)
+    m = RelationNet(width=8, hidden=4)
+    classes, queries = torch.randn(4, 8, 7, 7, requires_grad=True), torch.randn(6, 8, 7, 7, requires_grad=True)
+    fast = m.relation.score_all(classes, queries)
+    pairs = torch.cat([classes.unsqueeze(0).expand(6, -1, -1, -1, -1),
+                       queries.unsqueeze(1).expand(-1, 4, -1, -1, -1)], dim=2)  # (M, N, 2C, h, w)
+    slow = m.relation(pairs.flatten(0, 1)).view(6, 4)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    w = torch.randn(6, 4)
+    g_fast = torch.autograd.grad((fast * w).sum(), [classes, queries, *m.relation.parameters()])
+    g_slow = torch.autograd.grad((slow * w).sum(), [classes, queries, *m.relation.parameters()])
+    for a, b in zip(g_fast, g_slow):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_siamese_pairs_and_best_match_scores():
