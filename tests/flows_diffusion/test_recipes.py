@@ -90,3 +90,9 @@ def test_text_diffusion_quick_prompted_sampling(run_recipe, tmp_path):
     _png_ok(run_dir / "samples_prompted.png")
     _png_ok(run_dir / "samples_paraphrased.png")
     _png_ok(_sample(run_dir, tmp_path, "--prompt", "the number 7"))
+
+
+def test_image_flow_rejects_unknown_lr_schedule_before_making_a_run(tmp_path, capsys):
+    rc = cli_main(["run", "nice-mnist", "--quick", "--set", "lr_schedule=linear", "--runs", str(tmp_path / "runs")])
+    assert rc != 0
+    assert "lr_schedule" in capsys.readouterr().err and not (tmp_path / "runs").exists()

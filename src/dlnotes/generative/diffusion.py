@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.schedules import set_lr
 from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
 from ..nn.ema import EMA
@@ -190,8 +191,7 @@ def train_eps_model(model, sched: DDPMSchedule, data: torch.Tensor, cfg, run: Ru
               f"{sampler.steps_per_epoch} steps/epoch, {total} steps")
     t_start = time.time()
     for step in run.steps(total, unit="img", items_per_step=cfg.batch_size):
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / 500)
+        set_lr(opt, cfg.lr * min(1.0, (step + 1) / 500))
         idx = sampler.indices(step)
         x0 = data[idx].to(run.device)
         cond = cond_fn(idx, step) if cond_fn is not None else {}

@@ -20,7 +20,6 @@ seven", "this is the number 7"); the share of samples our classifier assigns to 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.schedules import set_lr, warmup_cosine
 from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
 from ..selfsup import clip as C
@@ -56,8 +56,7 @@ def train_clip(cfg: TextDiffusionConfig, images, captions, tok, run: Run) -> C.C
     sampler = StepSampler(len(images), min(256, len(images)), seed=2)
     total = max(1, int(cfg.clip_epochs * sampler.steps_per_epoch))
     for step in range(total):
-        for g in opt.param_groups:
-            g["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / total))
+        set_lr(opt, warmup_cosine(step, total, 1e-3))
         idx = sampler.indices(step)
         loss = model.loss(images[idx].to(run.device), tok.encode([captions[i] for i in idx]).to(run.device))
         opt.zero_grad(set_to_none=True)

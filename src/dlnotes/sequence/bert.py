@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import Run, recipe
+from ..engine.schedules import set_lr
 from . import tokenize as TK
 from .gpt2 import lr_at, make_optimizer
 from .transformer import TransformerEncoder
@@ -187,8 +188,7 @@ def pretrain_bert(cfg: BERTConfig, run: Run) -> dict[str, float]:
               f"{len(train.sents)} training sentences, vocab {vocab}")
     t0 = time.time()
     for step in run.steps(cfg.iters, unit="pair", items_per_step=cfg.batch_size):
-        for gr in opt.param_groups:
-            gr["lr"] = lr_at(step, cfg)
+        set_lr(opt, lr_at(step, cfg))
         with run.autocast():
             mlm, nsp, acc = bert_losses(net, train, cfg.batch_size, step * 7919 + run.rank, vocab, cfg.mask_prob,
                                         run.device)

@@ -42,7 +42,7 @@ import torch
 from ..data import text as T
 from ..engine.run import load_run_weights
 from ..engine import Run, Target, recipe
-from ..engine.schedules import warmup_cosine
+from ..engine.schedules import set_lr, warmup_cosine
 from .transformer import GPT
 
 
@@ -178,8 +178,7 @@ def train_char_gpt(cfg: CharGPTConfig, run: Run) -> dict[str, float]:
     t_train = time.perf_counter()
     for step in run.steps(cfg.iters, unit="tok", items_per_step=tokens_per_step):
         lr = lr_at(step, cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, lr)
         x, y = get_batch(train, local_batch, cfg.context, (run.rank * 1_000_003 + step) * 31 + 17)
         with autocast_for(cfg.amp, run):
             _, loss = net(x.to(run.device), y.to(run.device))

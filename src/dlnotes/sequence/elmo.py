@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import Run, recipe
+from ..engine.schedules import set_lr
 from . import tokenize as TK
 from .gpt2 import get_batch, lr_at, make_optimizer
 
@@ -155,8 +156,7 @@ def pretrain_elmo(cfg: ELMoConfig, run: Run) -> dict[str, float]:
     start = run.restore()
     t0 = time.time()
     for step in run.steps(cfg.iters, unit="tok", items_per_step=cfg.batch_size * cfg.context):
-        for gr in opt.param_groups:
-            gr["lr"] = lr_at(step, cfg)
+        set_lr(opt, lr_at(step, cfg))
         x, _ = get_batch(train, cfg.batch_size, cfg.context - 1, seed=step * 7919 + run.rank)
         x = torch.cat([x, _[:, -1:]], 1)  # (B, context) window
         with run.autocast():

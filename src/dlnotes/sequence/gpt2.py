@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..data import cache_dir
 from ..engine import Run, recipe
-from ..engine.schedules import warmup_cosine
+from ..engine.schedules import set_lr, warmup_cosine
 from . import tokenize as TK
 from .transformer import GPT
 
@@ -174,8 +174,7 @@ def pretrain_gpt2(cfg: GPT2Config, run: Run) -> dict[str, float]:
               f"{len(valid)} held-out tokens, vocab {tok.get_vocab_size()}")
     t0 = time.time()
     for step in run.steps(cfg.iters, unit="tok", items_per_step=cfg.batch_size * cfg.context):
-        for gr in opt.param_groups:
-            gr["lr"] = lr_at(step, cfg)
+        set_lr(opt, lr_at(step, cfg))
         x, y = get_batch(train, cfg.batch_size, cfg.context, seed=step * 7919 + run.rank)
         with run.autocast():
             _, loss = net(x.to(run.device), y.to(run.device))

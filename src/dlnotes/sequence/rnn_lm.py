@@ -34,6 +34,7 @@ from ..data import text as T
 from ..data.sampling import batchify, rank_rows, tbptt_window
 from ..engine.run import load_run_weights
 from ..engine import Run, Target, recipe
+from ..engine.schedules import set_lr
 from .rnn import Recurrent, clip_grad_norm, torch_module
 
 
@@ -156,8 +157,7 @@ def train_lm(cfg: LMConfig, run: Run) -> dict[str, float]:
         if w == 0:
             state = None  # each epoch starts the streams from a zero state
         lr = cfg.lr * cfg.lr_decay ** max(0, epoch + 1 - cfg.decay_after)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, lr)
         x, y = tbptt_window(train, w * cfg.bptt, cfg.bptt)
         x, y = x.to(run.device), y.to(run.device)
         with run.autocast():
