@@ -80,6 +80,43 @@ def test_network_shapes():
         assert make_discriminator(arch, 8, extra_in=10)(x, torch.eye(10)[:4]).shape == (4,)
     assert MLPGenerator(4, (2,), hidden=(8,), out_act="none")(torch.randn(3, 4)).shape == (3, 2)
     assert MLPDiscriminator(2, hidden=(8,))(torch.randn(3, 2)).shape == (3,)
+    # InfoGAN's fully connected layer between the vector and the 7x7 map, both ways
+    assert make_generator("dcgan", 8, 8, hidden=32)(torch.randn(4, 8)).shape == (4, 1, 28, 28)
+    assert make_discriminator("dcgan", 8, hidden=32)(torch.randn(4, 1, 28, 28)).shape == (4,)
+    assert ConvEncoder(5, (8, 16), hidden=32).out.in_features == 32
+
+
+def test_spectral_norm_discriminator_has_unit_largest_singular_values():
+    torch.manual_seed(0)
+    D = make_discriminator("dcgan", 8, norm="spectral")
+    x = torch.randn(16, 1, 28, 28)
+    for _ in range(30):  # power iteration advances one step per training-mode forward pass
+        D(x)
+    mats = [m.weight.flatten(1) for m in D.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(mats) == 3  # two convolutions and the output layer, no normalisation layers
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+    for w in mats:
+        assert abs(float(torch.linalg.matrix_norm(w.detach(), ord=2)) - 1.0) < 0.02
+
+
+def test_image_pool_returns_current_or_stored_fakes():
+    from dlnotes.generative.cyclegan import ImagePool
+
+    x = torch.randn(4, 1, 2, 2, requires_grad=True)
+    out = ImagePool(0).query(x)  # no pool: the batch itself, cut from the generator's graph
+    assert torch.equal(out, x) and not out.requires_grad
+    pool = ImagePool(6, seed=0)
+    first, second = torch.arange(4.).view(4, 1, 1, 1), torch.arange(4., 8.).view(4, 1, 1, 1)
+    assert torch.equal(pool.query(first), first)  # filling: returned as they come
+    out = pool.query(second)  # two slots left, then swaps with probability 1/2
+    assert torch.equal(out[:2], second[:2]) and len(pool.images) == 6
+    seen = set(range(8))
+    third = torch.arange(8., 72.).view(64, 1, 1, 1)
+    out = pool.query(third)
+    assert {int(v) for v in out.flatten()} <= seen | set(range(8, 72))
+    swapped = (out.flatten() != third.flatten()).float().mean()
+    assert 0.25 < float(swapped) < 0.75  # about half the batch comes from the history
+    assert len(pool.images) == 6  # the pool never grows past its size
 
 
 def test_mode_metrics_on_real_and_collapsed_samples():

@@ -17,6 +17,11 @@ The notes' recipe for style transfer without paired examples:
 * an identity loss ``||G_AB(b) - b||_1 + ||G_BA(a) - a||_1`` (weight ``lambda_id``; Zhu et al. 2017)
   that discourages needless changes.
 
+Two training details of Zhu et al. are options: ``pool_size`` > 0 shows each discriminator a history of
+translations (a buffer of that many past images; each fake in a batch is swapped, with probability
+1/2, for a stored one, which it replaces; Shrivastava et al. 2017), and ``lr_schedule="cosine"`` decays
+all four learning rates to zero by the last step (Zhu et al. decay linearly over the second half).
+
 Nothing tells the networks which digit is which, so whether a translated image keeps its digit is a
 real test: a classifier for the *target* domain labels the translations. For A (MNIST) it is the
 sample-quality classifier; for B a :class:`SampleClassifier` trained on the 1500 training digits
@@ -30,6 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +43,7 @@ import torch.nn.functional as F
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.run import load_run_weights
+from ..engine.schedules import set_lr, warmup_cosine
 from ..engine.plots import write_grid
 from ..engine.plots import save_image_grid
 from ..eval import sample_quality as SQ
@@ -81,6 +88,34 @@ def kept_digit(classifier: SQ.SampleClassifier, images01: torch.Tensor, labels: 
     return (classifier(images01).argmax(1) == labels).float().mean().item()
 
 
+class ImagePool:
+    """A history of ``size`` generated images for the discriminator (Shrivastava et al. 2017).
+
+    ``query(fakes)`` returns a batch of the same shape: while the pool fills, the fakes themselves
+    (and they are stored); after that each fake is, with probability 1/2, returned as is, otherwise
+    exchanged for a random stored image, which the fake replaces in the pool."""
+
+    def __init__(self, size: int, seed: int = 0):
+        self.size, self.images = size, []
+        self.g = torch.Generator().manual_seed(seed)
+
+    def query(self, fakes: torch.Tensor) -> torch.Tensor:
+        if self.size <= 0:
+            return fakes.detach()
+        out = []
+        for x in fakes.detach():
+            if len(self.images) < self.size:
+                self.images.append(x.clone())
+                out.append(x)
+            elif torch.rand((), generator=self.g) < 0.5:
+                i = int(torch.randint(len(self.images), (), generator=self.g))
+                out.append(self.images[i])
+                self.images[i] = x.clone()
+            else:
+                out.append(x)
+        return torch.stack(out)
+
+
 @dataclass
 class CycleGANConfig:
     digits: str = "digits20"  # domain B: digits20 (MNIST's 20x20 framing) | digits (stretched to 28x28)
@@ -93,6 +128,8 @@ class CycleGANConfig:
     beta1: float = 0.5  # Adam beta1
     lambda_cyc: float = 10.0  # cycle-consistency weight
     lambda_id: float = 5.0  # identity weight
+    pool_size: int = 0  # past translations each discriminator sees (Zhu et al.: 50; 0: only the current batch)
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: all rates decay to 0 at the last step
     n_eval_a: int = 10000  # MNIST test images translated to B and classified
     clf_epochs: int = 30  # epochs for the domain-B classifier
     classifier: str = "full"  # MNIST classifier: full | quick
@@ -121,9 +158,13 @@ def cyclegan_mnist_digits(cfg: CycleGANConfig, run: Run) -> dict[str, float]:
     start = run.restore()
     sa = StepSampler(len(xa), cfg.batch_size, seed=0, rank=run.rank, world_size=run.world_size)
     sb = StepSampler(len(xb), cfg.batch_size, seed=1, rank=run.rank, world_size=run.world_size)
+    pool_a, pool_b = ImagePool(cfg.pool_size, seed=run.rank), ImagePool(cfg.pool_size, seed=run.rank + 1)
     for step in run.steps(cfg.steps, unit="pair", items_per_step=cfg.batch_size):
         a = to_signed(xa[sa.indices(step)]).to(run.device)  # (B, 1, 28, 28) domain A
         b = to_signed(xb[sb.indices(step)]).to(run.device)  # (B, 1, 28, 28) domain B
+        if cfg.lr_schedule == "cosine":
+            for opt in (opt_g, opt_d):
+                set_lr(opt, warmup_cosine(step, cfg.steps, cfg.lr))
         # generators: fool both discriminators, invert each other, leave in-domain images alone
         with run.autocast():
             fake_b, fake_a = Gab(a), Gba(b)
@@ -136,8 +177,8 @@ def cyclegan_mnist_digits(cfg: CycleGANConfig, run: Run) -> dict[str, float]:
         opt_g.step()
         # discriminators: real = 1, translated = 0
         with run.autocast():
-            d_loss = (discriminator_loss(Db(b).float(), Db(fake_b.detach()).float())
-                      + discriminator_loss(Da(a).float(), Da(fake_a.detach()).float()))
+            d_loss = (discriminator_loss(Db(b).float(), Db(pool_b.query(fake_b)).float())
+                      + discriminator_loss(Da(a).float(), Da(pool_a.query(fake_a)).float()))
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -157,6 +198,7 @@ def cyclegan_mnist_digits(cfg: CycleGANConfig, run: Run) -> dict[str, float]:
               "digit_kept_b2a": kept_digit(clf_a, ba, yb_test),
               "classifier_b_accuracy": kept_digit(clf_b, SQ.to_unit(xb_test), yb_test),
               "classifier_a_on_b_accuracy": kept_digit(clf_a, SQ.to_unit(xb_test), yb_test),
+              "classifier_b_on_a_accuracy": kept_digit(clf_b, SQ.to_unit(xa_test[: cfg.n_eval_a]), ya_test[: cfg.n_eval_a]),
               "steps": cfg.steps, "throughput": cfg.batch_size * (cfg.steps - start) / max(run.elapsed, 1e-9)}
     result["digit_kept_min"] = min(result["digit_kept_a2b"], result["digit_kept_b2a"])
     rows = torch.cat([SQ.to_unit(xa_test[:16]), ab[:16], SQ.to_unit(xb_test[:16]), ba[:16]])

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,7 @@ from ..data import images as I
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.run import load_run_weights
+from ..engine.schedules import set_lr, warmup_cosine
 from ..engine.plots import save_image_grid, write_grid
 from ..nn.convnets import ConvDecoder, ConvEncoder
 from ..nn.ema import EMA
@@ -154,27 +156,36 @@ class MLPDiscriminator(nn.Module):
 
 
 class ConvDiscriminator(nn.Module):
-    """DCGAN-style discriminator: ConvEncoder to a single logit (B,)."""
+    """DCGAN-style discriminator: ConvEncoder to a single logit (B,).
 
-    def __init__(self, width: int = 64, norm: str = "batch", extra_in: int = 0):
+    ``norm="spectral"`` divides every weight by its largest singular value (power iteration; Miyato et
+    al. 2018) instead of normalising activations, which bounds the discriminator's Lipschitz constant."""
+
+    def __init__(self, width: int = 64, norm: str = "batch", extra_in: int = 0, hidden: int = 0):
         super().__init__()
-        self.enc = ConvEncoder(1, (width, 2 * width), norm=norm, extra_in=extra_in)
+        spectral = norm == "spectral"
+        self.enc = ConvEncoder(1, (width, 2 * width), norm="none" if spectral else norm, extra_in=extra_in,
+                               hidden=hidden)
+        if spectral:
+            for m in self.enc.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.utils.parametrizations.spectral_norm(m)
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         return self.enc(x, extra).squeeze(1)
 
 
-def make_generator(arch: str, z_dim: int, width: int, extra_in: int = 0) -> nn.Module:
+def make_generator(arch: str, z_dim: int, width: int, extra_in: int = 0, hidden: int = 0) -> nn.Module:
     if arch == "dcgan":
-        return ConvDecoder(z_dim + extra_in, (2 * width, width), norm="batch", out_act="tanh")
+        return ConvDecoder(z_dim + extra_in, (2 * width, width), norm="batch", out_act="tanh", hidden=hidden)
     if arch == "mlp":
         return MLPGenerator(z_dim + extra_in, hidden=(4 * width, 8 * width))
     raise ValueError(f"arch must be dcgan or mlp, not {arch!r}")
 
 
-def make_discriminator(arch: str, width: int, norm: str = "batch", extra_in: int = 0) -> nn.Module:
+def make_discriminator(arch: str, width: int, norm: str = "batch", extra_in: int = 0, hidden: int = 0) -> nn.Module:
     if arch == "dcgan":
-        return ConvDiscriminator(width, norm, extra_in)
+        return ConvDiscriminator(width, norm, extra_in, hidden)
     if arch == "mlp":
         return MLPDiscriminator(28 * 28, hidden=(8 * width, 4 * width), extra_in=extra_in)
     raise ValueError(f"arch must be dcgan or mlp, not {arch!r}")
@@ -207,6 +218,9 @@ class GANConfig:
     lr: float = 2e-4  # Adam learning rate, both players
     beta1: float = 0.5  # Adam beta1 (DCGAN's setting)
     ema: float = 0.0  # decay of a moving average of G's weights to sample from (0: sample G itself)
+    d_norm: Literal["batch", "layer", "spectral", "none"] = "batch"  # normalisation in the discriminator
+    fc_hidden: int = 0  # dcgan: a fully connected layer of this width in G and D (InfoGAN's networks: 1024)
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: both players' rates decay to 0 at the last step
     n_eval: int = 10000  # samples scored by the classifier at the end
     classifier: str = "full"  # scoring classifier: full | quick (smoke tests)
     log_every: int = 50  # steps between logged losses / gradient norms
@@ -218,8 +232,9 @@ def adversarial_setup(cfg, run: Run, n_train: int, extra_in: int = 0):
     watched and restored, with the step sampler over ``n_train`` images and the per-rank batch.
     Returns ``(G, D, Gp, Dp, opt_g, opt_d, start, sampler, b, ema)``; ``Gp, Dp`` are the DDP-wrapped ones,
     ``ema`` the moving average of G's weights (watched as ``G_ema``) when ``cfg.ema`` > 0, else None."""
-    G = make_generator(cfg.arch, cfg.z_dim, cfg.width, extra_in=extra_in).to(run.device)
-    D = make_discriminator(cfg.arch, cfg.width, extra_in=extra_in).to(run.device)
+    hidden = getattr(cfg, "fc_hidden", 0)
+    G = make_generator(cfg.arch, cfg.z_dim, cfg.width, extra_in=extra_in, hidden=hidden).to(run.device)
+    D = make_discriminator(cfg.arch, cfg.width, getattr(cfg, "d_norm", "batch"), extra_in, hidden).to(run.device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     ema = EMA(G, cfg.ema) if getattr(cfg, "ema", 0.0) > 0 else None
@@ -238,6 +253,9 @@ def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
     for step in run.steps(cfg.steps, unit="img", items_per_step=cfg.batch_size):
         real = to_signed(x_all[sampler.indices(step)]).to(run.device)  # (B, 1, 28, 28)
         z = torch.randn(b, cfg.z_dim, device=run.device)
+        if cfg.lr_schedule == "cosine":
+            for opt in (opt_g, opt_d):
+                set_lr(opt, warmup_cosine(step, cfg.steps, cfg.lr))
         # discriminator: descend the cross-entropy with real -> 1, fake -> 0
         with run.autocast():
             fake = Gp(z)
@@ -256,7 +274,7 @@ def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
             ema.update(G)
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             run.log(step, d_loss=d_loss.item(), g_loss=g_loss.item(), g_grad_norm=grad_norm(G),
-                    d_fake=torch.sigmoid(fake_logits).mean().item())
+                    d_fake=torch.sigmoid(fake_logits).mean().item(), lr=opt_g.param_groups[0]["lr"])
         else:
             run.log_check(step, d_loss=d_loss.item(), g_loss=g_loss.item())
     run.checkpoint()
@@ -280,7 +298,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
         G.load_state_dict(load_run_weights(run_dir, "G_nonsaturating"))
     else:
         cfg = from_dict(GANConfig, saved["config"])
-        G = make_generator(cfg.arch, cfg.z_dim, cfg.width)
+        G = make_generator(cfg.arch, cfg.z_dim, cfg.width, hidden=cfg.fc_hidden)
         G.load_state_dict(load_run_weights(run_dir, "G_ema" if cfg.ema > 0 else "G"))
     out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png",
                      generate(G, args.n, cfg.z_dim, seed=args.seed))

@@ -11,7 +11,8 @@
   one upsampling), used by CycleGAN.
 
 ``norm`` is "batch", "instance", "layer" (GroupNorm with one group, safe for gradient penalties
-where batch statistics would couple samples) or "none".
+where batch statistics would couple samples) or "none". ``hidden`` > 0 adds a fully connected layer of
+that width between the 7x7 feature map and the vector (Chen et al. 2016's InfoGAN networks: 1024).
 """
 from __future__ import annotations
 
@@ -26,6 +27,17 @@ def make_norm(kind: str, channels: int) -> nn.Module:
         return nn.InstanceNorm2d(channels, affine=True)
     if kind == "layer":
         return nn.GroupNorm(1, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be batch, instance, layer or none, not {kind!r}")
+
+
+def make_norm1d(kind: str, features: int) -> nn.Module:
+    """The vector counterpart of :func:`make_norm` for a fully connected layer."""
+    if kind == "batch":
+        return nn.BatchNorm1d(features)
+    if kind in ("layer", "instance"):
+        return nn.LayerNorm(features)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"norm must be batch, instance, layer or none, not {kind!r}")
@@ -54,15 +66,18 @@ class ConvEncoder(nn.Module):
     """
 
     def __init__(self, out_dim: int, channels=(64, 128), in_ch: int = 1, norm: str = "batch",
-                 act: str = "lrelu", extra_in: int = 0):
+                 act: str = "lrelu", extra_in: int = 0, hidden: int = 0):
         super().__init__()
         c1, c2 = channels
-        self.net = nn.Sequential(
+        layers = [
             conv_block(in_ch + extra_in, c1, 4, 2, "none", act),  # (B, c1, 14, 14); no norm on the input layer
             conv_block(c1, c2, 4, 2, norm, act),  # (B, c2, 7, 7)
             nn.Flatten(),
-        )
-        self.out = nn.Linear(c2 * 7 * 7, out_dim)
+        ]
+        if hidden:  # (B, hidden)
+            layers += [nn.Linear(c2 * 7 * 7, hidden, bias=norm == "none"), make_norm1d(norm, hidden), make_act(act)]
+        self.net = nn.Sequential(*layers)
+        self.out = nn.Linear(hidden or c2 * 7 * 7, out_dim)
 
     def forward(self, x: torch.Tensor, planes: torch.Tensor | None = None) -> torch.Tensor:
         if planes is not None:  # (B, K) -> (B, K, H, W) constant maps concatenated to the input
@@ -74,11 +89,12 @@ class ConvDecoder(nn.Module):
     """(B, in_dim) -> (B, C, 28, 28): linear to (c1, 7, 7), 4x4/2 transposed convs 7 -> 14 -> 28."""
 
     def __init__(self, in_dim: int, channels=(128, 64), out_ch: int = 1, norm: str = "batch",
-                 act: str = "relu", out_act: str = "tanh"):
+                 act: str = "relu", out_act: str = "tanh", hidden: int = 0):
         super().__init__()
         c1, c2 = channels
         self.c1 = c1
-        self.fc = nn.Sequential(nn.Linear(in_dim, c1 * 7 * 7, bias=norm == "none"))
+        first = [nn.Linear(in_dim, hidden, bias=norm == "none"), make_norm1d(norm, hidden), make_act(act)] if hidden else []
+        self.fc = nn.Sequential(*first, nn.Linear(hidden or in_dim, c1 * 7 * 7, bias=norm == "none"))
         self.fc_norm = nn.Sequential(make_norm(norm, c1), make_act(act))
         self.up = nn.Sequential(
             conv_block(c1, c2, 4, 2, norm, act, transpose=True),  # (B, c2, 14, 14)

@@ -144,7 +144,7 @@ def run_pretext(cfg: PretextConfig, run: Run) -> dict[str, float]:
     for frac in (float(f) for f in cfg.label_fractions.split(",")):
         idx = label_subset(y_tr, frac)
         result[f"probe_acc_{round(frac * 100):g}pct"] = linear_probe(f_tr[idx], y_tr[idx], f_te, y_te)
-    fresh = SmallResNet(width=cfg.width)  # reference: the same probe on a random (untrained) encoder
+    fresh = SmallResNet(width=cfg.width).to(run.device)  # reference: the same probe on a random (untrained) encoder
     r_tr, r_te = features(fresh, x_tr, device=run.device), features(fresh, x_te, device=run.device)
     result["random_encoder_probe_acc"] = linear_probe(r_tr, y_tr, r_te, y_te)
     result["accuracy"] = result[f"probe_acc_{round(float(cfg.label_fractions.split(',')[-1]) * 100):g}pct"]
