@@ -22,6 +22,14 @@ With ``ema > 0`` samples come from an exponential moving average of the generato
 Yazici et al. 2019): the averaged generator is not part of the game, it smooths the oscillation of
 gradient descent-ascent around the equilibrium.
 
+Options beside the DCGAN defaults (batch norm in both players, constant learning rate):
+``d_norm="spectral"`` divides each discriminator weight by its largest singular value (Miyato et al.
+2018) instead of batch-normalising; ``fc_hidden`` adds InfoGAN's fully connected layer to both players;
+``lr_schedule="cosine"`` decays both learning rates to zero. On MNIST (15000 steps, one H200 screen)
+spectral norm lowered classifier-FID from 184 to 105 and raised label entropy from 2.21 to 2.29 at
+the same classifier confidence (0.88); the cosine decay raised FID; 1024-wide fc layers collapsed to
+one digit.
+
 Recipes: ``gan-mnist-dcgan`` (non-saturating DCGAN: classifier-FID, confidence >= 0.9, label
 entropy near log 10), ``gan-mnist-dcgan-saturating`` and ``gan-mnist-mlp`` beside it, and
 ``gan-saturation`` (both generator losses from one initialisation: generator gradient norms).
