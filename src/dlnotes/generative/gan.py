@@ -27,8 +27,8 @@ Options beside the DCGAN defaults (batch norm in both players, constant learning
 2018) instead of batch-normalising; ``fc_hidden`` adds InfoGAN's fully connected layer to both players;
 ``lr_schedule="cosine"`` decays both learning rates to zero. On MNIST (15000 steps, one H200 screen)
 spectral norm lowered classifier-FID from 184 to 105 and raised label entropy from 2.21 to 2.29 at
-the same classifier confidence (0.88); the cosine decay raised FID; 1024-wide fc layers collapsed to
-one digit.
+the same classifier confidence (0.88), and did so again on the CPU (101, 2.30), so ``gan-mnist-dcgan``
+uses it; the cosine decay raised FID; 1024-wide fc layers collapsed to one digit.
 
 Recipes: ``gan-mnist-dcgan`` (non-saturating DCGAN: classifier-FID, confidence >= 0.9, label
 entropy near log 10), ``gan-mnist-dcgan-saturating`` and ``gan-mnist-mlp`` beside it, and
@@ -318,8 +318,14 @@ _QUICK = {"steps": 30, "n_eval": 500, "classifier": "quick", "width": 16, "log_e
 GAN_TARGET = Target("sample_confidence", ">=", 0.9, "issue #7 (classifier confidence of a working MNIST GAN)")
 
 
+# The DCGAN recipe's discriminator is spectrally normalised: on this CPU (15000 steps) it lowered
+# classifier-FID from 184 to 101 and raised label entropy from 2.22 to 2.30 over batch norm, at the same
+# confidence (0.883 vs 0.881). The saturating and MLP comparisons keep the batch-norm baseline.
+_DCGAN = {"d_norm": "spectral"}
+
+
 @recipe("gan-mnist-dcgan", lecture=11, section="Mathematics of GANs; challenges (saturation)", config=GANConfig,
-        datasets=("mnist",), presets={"quick": _QUICK}, target=GAN_TARGET)
+        datasets=("mnist",), presets={"full": _DCGAN, "quick": {**_QUICK, **_DCGAN}}, target=GAN_TARGET)
 def gan_mnist_dcgan(cfg: GANConfig, run: Run) -> dict[str, float]:
     """DCGAN-style GAN on MNIST with the non-saturating generator loss: classifier-FID, confidence, entropy."""
     return train_gan(cfg, run)
