@@ -84,6 +84,8 @@ def test_network_shapes():
     assert make_generator("dcgan", 8, 8, hidden=32)(torch.randn(4, 8)).shape == (4, 1, 28, 28)
     assert make_discriminator("dcgan", 8, hidden=32)(torch.randn(4, 1, 28, 28)).shape == (4,)
     assert ConvEncoder(5, (8, 16), hidden=32).out.in_features == 32
+    with pytest.raises(ValueError, match="fc_hidden"):
+        make_generator("dcgan", 8, 8, hidden=-1)
 
 
 def test_spectral_norm_discriminator_has_unit_largest_singular_values():
@@ -117,6 +119,8 @@ def test_image_pool_returns_current_or_stored_fakes():
     swapped = (out.flatten() != third.flatten()).float().mean()
     assert 0.25 < float(swapped) < 0.75  # about half the batch comes from the history
     assert len(pool.images) == 6  # the pool never grows past its size
+    with pytest.raises(ValueError, match="pool_size"):
+        ImagePool(-1)
 
 
 def test_mode_metrics_on_real_and_collapsed_samples():

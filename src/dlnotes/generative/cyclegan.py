@@ -96,6 +96,8 @@ class ImagePool:
     exchanged for a random stored image, which the fake replaces in the pool."""
 
     def __init__(self, size: int, seed: int = 0):
+        if size < 0:
+            raise ValueError(f"pool_size must be 0 (no history) or a number of images > 0, not {size}")
         self.size, self.images = size, []
         self.g = torch.Generator().manual_seed(seed)
 

@@ -22,7 +22,7 @@ With ``ema > 0`` samples come from an exponential moving average of the generato
 Yazici et al. 2019): the averaged generator is not part of the game, it smooths the oscillation of
 gradient descent-ascent around the equilibrium.
 
-Options beside the DCGAN defaults (batch norm in both players, constant learning rate):
+Options beside ``GANConfig``'s DCGAN defaults (batch norm in both players, constant learning rate):
 ``d_norm="spectral"`` divides each discriminator weight by its largest singular value (Miyato et al.
 2018) instead of batch-normalising; ``fc_hidden`` adds InfoGAN's fully connected layer to both players;
 ``lr_schedule="cosine"`` decays both learning rates to zero. On MNIST (15000 steps, one H200 screen)

@@ -43,6 +43,12 @@ def make_norm1d(kind: str, features: int) -> nn.Module:
     raise ValueError(f"norm must be batch, instance, layer or none, not {kind!r}")
 
 
+def check_hidden(hidden: int) -> int:
+    if hidden < 0:
+        raise ValueError(f"hidden (fc_hidden in a GAN config) must be 0 (no fully connected layer) or a width > 0, not {hidden}")
+    return hidden
+
+
 def make_act(kind: str) -> nn.Module:
     acts = {"relu": nn.ReLU, "lrelu": lambda: nn.LeakyReLU(0.2), "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
             "none": nn.Identity}
@@ -69,6 +75,7 @@ class ConvEncoder(nn.Module):
                  act: str = "lrelu", extra_in: int = 0, hidden: int = 0):
         super().__init__()
         c1, c2 = channels
+        hidden = check_hidden(hidden)
         layers = [
             conv_block(in_ch + extra_in, c1, 4, 2, "none", act),  # (B, c1, 14, 14); no norm on the input layer
             conv_block(c1, c2, 4, 2, norm, act),  # (B, c2, 7, 7)
@@ -93,6 +100,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         c1, c2 = channels
         self.c1 = c1
+        hidden = check_hidden(hidden)
         first = [nn.Linear(in_dim, hidden, bias=norm == "none"), make_norm1d(norm, hidden), make_act(act)] if hidden else []
         self.fc = nn.Sequential(*first, nn.Linear(hidden or in_dim, c1 * 7 * 7, bias=norm == "none"))
         self.fc_norm = nn.Sequential(make_norm(norm, c1), make_act(act))
