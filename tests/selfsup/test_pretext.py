@@ -3,7 +3,7 @@
 import torch
 
 from dlnotes.selfsup.pretext import PretextNet, jigsaw_batch, permutation_set, rotation_batch, tiles_of
-from dlnotes.selfsup.probe import knn_accuracy, linear_probe
+from dlnotes.selfsup.probe import cv_folds, knn_accuracy, linear_probe
 from dlnotes.selfsup.transfer import k_per_class
 
 
@@ -53,3 +53,12 @@ def test_k_per_class():
     y = torch.arange(4).repeat(10)
     idx = k_per_class(y, 3)
     assert len(idx) == 12 and torch.bincount(y[idx]).eq(3).all()
+
+
+def test_cv_folds_partition_and_stratify():
+    y = torch.arange(4).repeat_interleave(torch.tensor([10, 15, 5, 20]))
+    parts = cv_folds(y, 5)
+    assert torch.equal(torch.cat(parts).sort().values, torch.arange(len(y)))  # each example in one fold
+    for held in parts:  # every class dealt evenly over the folds
+        assert torch.equal(torch.bincount(y[held], minlength=4), torch.tensor([2, 3, 1, 4]))
+

@@ -2,8 +2,9 @@
 
 After self-supervised pretraining the notes drop the projection head and put a linear classifier
 on the encoder ``g``: either the encoder is frozen (*linear probe*: multinomial logistic regression
-on the features, here fitted with L-BFGS on standardised features) or every weight is trained
-(*fine-tuning*). Supervised training from scratch on the same labels is the baseline.
+on the features, here fitted with L-BFGS on standardised features, its L2 penalty chosen by
+cross-validation on the labelled examples) or every weight is trained (*fine-tuning*).
+Supervised training from scratch on the same labels is the baseline.
 """
 from __future__ import annotations
 
@@ -53,22 +54,60 @@ def features(encoder: nn.Module, images: torch.Tensor, batch: int = 1000, device
     return out
 
 
-def linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Tensor, y_test: torch.Tensor,
-                 weight_decay: float = 1e-4, max_iter: int = 300) -> float:
-    """Test accuracy of multinomial logistic regression on frozen features (L-BFGS, L2 penalty)."""
-    mu, sd = f_train.mean(0), f_train.std(0) + 1e-6
-    a, b = (f_train - mu) / sd, (f_test - mu) / sd
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
+def _fit_logreg(a: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, max_iter: int) -> nn.Linear:
     lin = nn.Linear(a.shape[1], n_classes)
     opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(lin(a), y_train) + weight_decay * lin.weight.pow(2).sum()
+        loss = F.cross_entropy(lin(a), y) + weight_decay * lin.weight.pow(2).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
+    return lin
+
+
+def cv_folds(y: torch.Tensor, folds: int, seed: int = 0) -> list[torch.Tensor]:
+    """Class-stratified fold index of every example (``folds`` groups; each class dealt round-robin)."""
+    g = torch.Generator().manual_seed(seed)
+    fold = torch.empty(len(y), dtype=torch.long)
+    for c in y.unique():
+        members = (y == c).nonzero().squeeze(1)
+        members = members[torch.randperm(len(members), generator=g)]
+        fold[members] = torch.arange(len(members)) % folds
+    return [(fold == k).nonzero().squeeze(1) for k in range(folds)]
+
+
+WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Tensor, y_test: torch.Tensor,
+                 weight_decay: float | None = None, max_iter: int = 300, folds: int = 5) -> float:
+    """Test accuracy of multinomial logistic regression on frozen features (L-BFGS, L2 penalty).
+
+    ``weight_decay=None`` picks the penalty from :data:`WEIGHT_DECAYS` by stratified ``folds``-fold
+    cross-validation on the *labelled training features only* (one held-out fold when there are more
+    than 20000 of them), then refits on all of them: 600 labels want a stronger penalty than 60000."""
+    mu, sd = f_train.mean(0), f_train.std(0) + 1e-6
+    a, b = (f_train - mu) / sd, (f_test - mu) / sd
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    if weight_decay is None:
+        parts = cv_folds(y_train, folds)
+        parts = parts[:1] if len(a) > 20000 else parts
+
+        def cv_accuracy(wd: float) -> float:
+            correct = 0
+            for held in parts:
+                keep = torch.ones(len(a), dtype=torch.bool)
+                keep[held] = False
+                lin = _fit_logreg(a[keep], y_train[keep], n_classes, wd, max_iter)
+                with torch.no_grad():
+                    correct += (lin(a[held]).argmax(-1) == y_train[held]).sum().item()
+            return correct
+
+        weight_decay = max(WEIGHT_DECAYS, key=cv_accuracy)  # ties: the first (weakest) penalty
+    lin = _fit_logreg(a, y_train, n_classes, weight_decay, max_iter)
     with torch.no_grad():
         return (lin(b).argmax(-1) == y_test).float().mean().item()
 
