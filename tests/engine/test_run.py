@@ -102,6 +102,8 @@ def test_time_limit_ends_the_loop_with_a_checkpoint_and_still_finishes_the_run(t
     assert math.isfinite(result["val_loss"]) and (run_dir / "result.json").exists()
     assert (run_dir / "checkpoints" / "latest").read_text() == "step-000000001"
     assert json.loads((run_dir / "partial_wall.json").read_text())["wall_s"] > 0
+    cfg = json.loads((run_dir / "config.json").read_text())["config"]  # throughput counts the one step done
+    assert 0 < result["throughput"] * result["wall_s"] <= cfg["batch_size"] * cfg["bptt"]
     _, resumed = execute(resume=run_dir, quiet=True)  # no limit now: trains to the end
     assert "stopped_at_step" not in resumed
     assert int((run_dir / "checkpoints" / "latest").read_text().split("-")[1]) > 1

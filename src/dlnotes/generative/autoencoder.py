@@ -220,7 +220,7 @@ def conv_ae_mnist(cfg: ConvAEConfig, run: Run) -> dict[str, float]:
     save_image_grid(run, "samples", samples[:64], title="decoded Gaussian codes (seed 0)")
     torch.save({"mean": mean, "cov": cov}, run.dir / "code_gaussian.pt")
     result = {"test_mse": mse, "pca_test_mse": mse_pca, "mse_ratio_to_pca": mse / mse_pca, "steps": total,
-              "throughput": cfg.batch_size * (total - start) / max(run.elapsed, 1e-9)}
+              "throughput": cfg.batch_size * (run.step - start) / max(run.elapsed, 1e-9)}
     if cfg.n_score:
         result.update(score_generated(run, samples[: cfg.n_score], cfg.dataset, cfg.classifier))
     return result

@@ -165,7 +165,7 @@ def pixelcnn_mnist(cfg: PixelCNNConfig, run: Run) -> dict[str, float]:
         save_image_grid(run, "samples", samples, title=f"PixelCNN samples, test NLL {nll:.1f} nats")
         result = {"nll_nats": nll, "bits_per_dim": nll / (dims * math.log(2)), "steps": total,
                   "epochs": total / sampler.steps_per_epoch,
-                  "throughput": cfg.batch_size * (total - start) / max(run.elapsed, 1e-9)}
+                  "throughput": cfg.batch_size * (run.step - start) / max(run.elapsed, 1e-9)}
     run.checkpoint()
     return result
 

@@ -97,7 +97,7 @@ def train_cgan(cfg: CGANConfig, run: Run) -> dict[str, float]:
     save_image_grid(run, "samples", generate_conditional(G, grid_labels, cfg.z_dim, seed=0, device=run.device),
                     nrow=10, title="conditional samples: column c requests digit c (seed 0)")
     return {**score_generated(run, samples, cfg.dataset, cfg.classifier, labels=labels), "steps": cfg.steps,
-            "throughput": cfg.batch_size * (cfg.steps - start) / max(run.elapsed, 1e-9)}
+            "throughput": cfg.batch_size * (run.step - start) / max(run.elapsed, 1e-9)}
 
 
 def sample_cli(run_dir: Path, saved: dict, args) -> str:

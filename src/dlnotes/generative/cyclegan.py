@@ -201,7 +201,7 @@ def cyclegan_mnist_digits(cfg: CycleGANConfig, run: Run) -> dict[str, float]:
               "classifier_b_accuracy": kept_digit(clf_b, SQ.to_unit(xb_test), yb_test),
               "classifier_a_on_b_accuracy": kept_digit(clf_a, SQ.to_unit(xb_test), yb_test),
               "classifier_b_on_a_accuracy": kept_digit(clf_b, SQ.to_unit(xa_test[: cfg.n_eval_a]), ya_test[: cfg.n_eval_a]),
-              "steps": cfg.steps, "throughput": cfg.batch_size * (cfg.steps - start) / max(run.elapsed, 1e-9)}
+              "steps": cfg.steps, "throughput": cfg.batch_size * (run.step - start) / max(run.elapsed, 1e-9)}
     result["digit_kept_min"] = min(result["digit_kept_a2b"], result["digit_kept_b2a"])
     rows = torch.cat([SQ.to_unit(xa_test[:16]), ab[:16], SQ.to_unit(xb_test[:16]), ba[:16]])
     save_image_grid(run, "translations", rows, nrow=16,

@@ -209,8 +209,8 @@ def train_eps_model(model, sched: DDPMSchedule, data: torch.Tensor, cfg, run: Ru
             run.log_check(step, loss=loss.item())
     train_s = time.time() - t_start
     return ema.model, {"steps": total, "epochs": total / sampler.steps_per_epoch,
-                       "throughput": cfg.batch_size * (total - start) / max(train_s, 1e-9),
-                       "epoch_seconds": train_s / max(1e-9, (total - start) / sampler.steps_per_epoch)}
+                       "throughput": cfg.batch_size * (run.step - start) / max(train_s, 1e-9),
+                       "epoch_seconds": train_s / max(1e-9, (run.step - start) / sampler.steps_per_epoch)}
 
 
 @torch.no_grad()

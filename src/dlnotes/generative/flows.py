@@ -461,7 +461,7 @@ def image_flow(cfg: ImageFlowConfig, run: Run) -> dict[str, float]:
         save_image_grid(run, "samples", samples, title=f"{cfg.model} samples, test {bpd:.3f} bits/dim")
         result = {"bits_per_dim": bpd, "nll_nats": bpd * dims * math.log(2), "steps": total,
                   "epochs": total / sampler.steps_per_epoch,
-                  "throughput": cfg.batch_size * (total - start) / max(run.elapsed, 1e-9)}
+                  "throughput": cfg.batch_size * (run.step - start) / max(run.elapsed, 1e-9)}
         result.update(grade_samples(samples, cfg.dataset))
     run.checkpoint()
     return result

@@ -293,7 +293,7 @@ def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
     save_image_grid(run, "samples", samples[:64], title=f"{cfg.arch} GAN, {cfg.loss} loss (seed 0"
                     f"{', EMA generator' if ema is not None else ''})")
     return {**score_generated(run, samples, cfg.dataset, cfg.classifier), "steps": cfg.steps,
-            "throughput": cfg.batch_size * (cfg.steps - start) / max(run.elapsed, 1e-9)}
+            "throughput": cfg.batch_size * (run.step - start) / max(run.elapsed, 1e-9)}
 
 
 def sample_cli(run_dir: Path, saved: dict, args) -> str:

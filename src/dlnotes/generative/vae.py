@@ -162,7 +162,7 @@ def train_vae(cfg: VAEConfig, run: Run) -> dict[str, float]:
     torch.manual_seed(0)
     nll = iwae_nll(model, x_test, k=cfg.iwae_k).mean().item()
     result = {"nll_nats": nll, "test_neg_elbo": neg_elbo(model, x_test), "steps": total,
-              "throughput": cfg.batch_size * (total - start) / max(run.elapsed, 1e-9)}
+              "throughput": cfg.batch_size * (run.step - start) / max(run.elapsed, 1e-9)}
     side = int(math.isqrt(x_all[0].numel()))
     with torch.no_grad():
         samples = torch.sigmoid(model.decode(torch.randn(max(64, cfg.n_score), cfg.latent,

@@ -229,7 +229,7 @@ def train_wavenet(cfg: WaveNetConfig, run: Run) -> dict[str, float]:
         v = evaluate(model, valid, run.device)
         gen = model.generate(valid[:rf].to(run.device), cfg.sample_len, 1.0, torch.Generator().manual_seed(0))
         result = {"val_loss": v, "receptive_field": rf, "steps": cfg.steps,
-                  "throughput": cfg.batch_size * cfg.window * (cfg.steps - start) / max(run.elapsed, 1e-9)}
+                  "throughput": cfg.batch_size * cfg.window * (run.step - start) / max(run.elapsed, 1e-9)}
         if vocab is None:
             h0 = entropy_nats(train, classes)
             result.update(order0_entropy=h0, val_loss_ratio=v / h0)

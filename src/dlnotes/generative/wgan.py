@@ -134,7 +134,7 @@ def train_wgan(cfg: WGANConfig, run: Run) -> dict[str, float]:
     samples = generate(G, cfg.n_eval, cfg.z_dim, seed=0, device=run.device)
     save_image_grid(run, "samples", samples[:64], title=f"WGAN-{cfg.lipschitz} (seed 0)")
     return {**score_generated(run, samples, cfg.dataset, cfg.classifier), "gen_steps": cfg.gen_steps,
-            "throughput": cfg.batch_size * cfg.n_critic * (cfg.gen_steps - start) / max(run.elapsed, 1e-9)}
+            "throughput": cfg.batch_size * cfg.n_critic * (run.step - start) / max(run.elapsed, 1e-9)}
 
 
 def sample_cli(run_dir: Path, saved: dict, args) -> str:

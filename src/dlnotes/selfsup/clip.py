@@ -357,7 +357,7 @@ def run_clip(cfg: CLIPConfig, run: Run) -> dict[str, float]:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.05)
     sampler = StepSampler(len(x_all), cfg.batch, seed=torch.initial_seed(), rank=run.rank, world_size=run.world_size)
     run.watch(model=model, optimizer=opt, scheduler=sched)
-    run.restore()
+    start = run.restore()
     seed = torch.initial_seed()
     run.print(f"CLIP: {sum(p.numel() for p in model.parameters())} parameters, vocabulary {len(tok)}, "
               f"{len(x_all)} captioned images, {total} steps")
@@ -384,7 +384,8 @@ def run_clip(cfg: CLIPConfig, run: Run) -> dict[str, float]:
     if not run.is_main:
         return {}
     model.eval()
-    result: dict[str, float] = {"train_s": train_s, "throughput": cfg.batch * total / max(train_s, 1e-9)}
+    result: dict[str, float] = {"train_s": train_s,
+                                "throughput": cfg.batch * (run.step - start) / max(train_s, 1e-9)}
     test = load_captioned(cfg, "test")
     g = torch.Generator().manual_seed(0)
     for (name, domain, x, y, at), (_, _, xt, yt, _) in zip(test, train):

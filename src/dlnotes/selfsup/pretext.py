@@ -118,7 +118,7 @@ def run_pretext(cfg: PretextConfig, run: Run) -> dict[str, float]:
     seed = torch.initial_seed()
     sampler = StepSampler(len(x_tr), cfg.batch, seed=seed)
     run.watch(model=model, optimizer=opt, scheduler=sched)
-    run.restore()
+    start = run.restore()
     for step in run.steps(total, unit="img", items_per_step=cfg.batch):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         x = to_float(x_tr[sampler.indices(step)])
@@ -138,7 +138,7 @@ def run_pretext(cfg: PretextConfig, run: Run) -> dict[str, float]:
         else:
             run.log_check(step, loss=loss.item())
     run.checkpoint()
-    result = {"pretrain_s": run.elapsed, "throughput": cfg.batch * total / max(run.elapsed, 1e-9)}
+    result = {"pretrain_s": run.elapsed, "throughput": cfg.batch * (run.step - start) / max(run.elapsed, 1e-9)}
     f_tr, f_te = features(model.encoder, x_tr, device=run.device), features(model.encoder, x_te, device=run.device)
     result["knn_accuracy"] = knn_accuracy(f_tr, y_tr, f_te, y_te)
     for frac in (float(f) for f in cfg.label_fractions.split(",")):

@@ -105,7 +105,7 @@ def run_simclr(cfg: SimCLRConfig, run: Run) -> dict[str, float]:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     sampler = StepSampler(len(x_tr), cfg.batch, seed=torch.initial_seed(), rank=run.rank, world_size=run.world_size)
     run.watch(model=model, optimizer=opt, scheduler=sched)
-    run.restore()
+    start = run.restore()
     run.print(f"SimCLR on {cfg.dataset}: {sum(p.numel() for p in model.parameters())} parameters, {total} steps")
     seed = torch.initial_seed()
     for step in run.steps(total, unit="img", items_per_step=cfg.batch):
@@ -129,7 +129,7 @@ def run_simclr(cfg: SimCLRConfig, run: Run) -> dict[str, float]:
         return {}
     result = evaluate_encoder(cfg, run, model.encoder, x_tr, y_tr, x_te, y_te, flip)
     result["pretrain_s"] = pretrain_s
-    result["throughput"] = cfg.batch * total / max(pretrain_s, 1e-9)  # images (pairs of views) per second
+    result["throughput"] = cfg.batch * (run.step - start) / max(pretrain_s, 1e-9)  # images (view pairs) per s
     return result
 
 

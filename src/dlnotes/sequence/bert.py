@@ -210,7 +210,7 @@ def pretrain_bert(cfg: BERTConfig, run: Run) -> dict[str, float]:
     run.checkpoint()
     mlm_v = float(np.mean([s[0].item() for s in stats]))
     return {"mlm_loss": mlm_v, "mlm_ppl": math.exp(mlm_v), "nsp_accuracy": float(np.mean([s[2] for s in stats])),
-            "throughput": cfg.batch_size * cfg.max_len * (cfg.iters - start) / max(train_s, 1e-9)}
+            "throughput": cfg.batch_size * cfg.max_len * (run.step - start) / max(train_s, 1e-9)}
 
 
 def load_pretrained(run_dir: Path):

@@ -196,10 +196,10 @@ def train_char_gpt(cfg: CharGPTConfig, run: Run) -> dict[str, float]:
     result = {}
     if run.is_main:
         val_loss = evaluate_full(model, val, cfg.context, run.device, amp=autocast_for(cfg.amp, run))
-        tok_s = tokens_per_step * (cfg.iters - start) / max(train_s, 1e-9)
+        tok_s = tokens_per_step * (run.step - start) / max(train_s, 1e-9)
         flops = model.flops_per_token()
         result = {"val_loss": val_loss, "train_loss_last": loss.item(), "train_s": train_s,
-                  "throughput": tok_s, "it_per_s": (cfg.iters - start) / max(train_s, 1e-9),
+                  "throughput": tok_s, "it_per_s": (run.step - start) / max(train_s, 1e-9),
                   "mfu": flops * tok_s / (peak * 1e9), "matmul_peak_gflops": peak,
                   "params_M": model.num_params() / 1e6, "steps": cfg.iters}
         run.log(cfg.iters, val_loss=val_loss)

@@ -171,7 +171,7 @@ def pretrain_elmo(cfg: ELMoConfig, run: Run) -> dict[str, float]:
     v = evaluate(model, valid, cfg.context, cfg.eval_windows)
     run.checkpoint()
     return {"val_loss": v, "val_ppl": math.exp(v), "train_tokens": len(train),
-            "throughput": cfg.batch_size * cfg.context * (cfg.iters - start) / max(train_s, 1e-9)}
+            "throughput": cfg.batch_size * cfg.context * (run.step - start) / max(train_s, 1e-9)}
 
 
 def load_pretrained(run_dir: Path):

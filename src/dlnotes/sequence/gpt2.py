@@ -194,7 +194,7 @@ def pretrain_gpt2(cfg: GPT2Config, run: Run) -> dict[str, float]:
     run.save_text("sample.txt", text + "\n")
     run.checkpoint()
     return {"val_loss": v, "val_ppl": math.exp(v), "train_tokens": len(train),
-            "throughput": cfg.batch_size * cfg.context * (cfg.iters - start) / max(train_s, 1e-9)}
+            "throughput": cfg.batch_size * cfg.context * (run.step - start) / max(train_s, 1e-9)}
 
 
 def load_pretrained(run_dir: Path):

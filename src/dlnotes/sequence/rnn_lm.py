@@ -183,7 +183,7 @@ def train_lm(cfg: LMConfig, run: Run) -> dict[str, float]:
         t = evaluate_stream(model, test, max(cfg.bptt, 35), run.device)
         result = {"val_loss": v, "valid_ppl": math.exp(v), "test_loss": t, "test_ppl": math.exp(t),
                   "train_tokens": int(ids["train"].numel()), "steps": total,
-                  "throughput": tokens_per_step * run.world_size * (total - start) / max(run.elapsed, 1e-9)}
+                  "throughput": tokens_per_step * run.world_size * (run.step - start) / max(run.elapsed, 1e-9)}
         if sep == "":
             passage = generate(model, vocab, prompt="\n", length=cfg.sample_chars, temperature=0.8,
                                device=run.device, seed=0)
