@@ -170,3 +170,15 @@ def test_tiny_gpt_and_bert_learn(bpe, wordpiece):
     with torch.no_grad():
         mlm = sum(B.bert_losses(bm, pairs, 32, 10_000 + i, 2000, 0.15, "cpu")[0].item() for i in range(3)) / 3
     assert mlm < math.log(2000) - 1.0  # masked tokens: from ln V = 7.6 nats to below 6.6
+
+
+def test_bert_mlm_logits_at_chosen_positions_equal_the_full_ones():
+    torch.manual_seed(0)
+    m = B.BERT(50, 16, 2, 2, 16, 0.0).eval()
+    ids, seg = torch.randint(4, 50, (3, 12)), torch.zeros(3, 12, dtype=torch.long)
+    chosen = torch.rand(3, 12) < 0.3
+    full, nsp_full = m(ids, seg)
+    part, nsp_part = m(ids, seg, chosen)
+    assert full.shape == (3, 12, 50) and part.shape == (int(chosen.sum()), 50)
+    torch.testing.assert_close(part, full[chosen])
+    torch.testing.assert_close(nsp_part, nsp_full)

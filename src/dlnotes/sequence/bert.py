@@ -87,10 +87,15 @@ class BERT(nn.Module):
         x = self.drop(self.norm(self.tok(ids) + self.pos(pos)[None] + self.seg(segments)))  # (B, T, d)
         return self.encoder(x, key_padding_mask=ids == self.pad_id)
 
-    def forward(self, ids, segments):
+    def forward(self, ids, segments, chosen: torch.Tensor | None = None):
+        """MLM logits (B, T, V), or (N, V) at the N positions where the bool mask ``chosen`` (B, T) is
+        True: the loss needs only the ~15% masked positions, and the (d x V) output layer is the largest
+        matrix product, so training skips it elsewhere (as Google's BERT code gathers them). NSP logits (B, 2)."""
         h = self.features(ids, segments)  # (B, T, d)
-        mlm_logits = F.linear(self.mlm_transform(h), self.tok.weight, self.mlm_bias)  # (B, T, V)
         nsp_logits = self.nsp(self.pooler(h[:, 0]))  # (B, 2) from [CLS]
+        if chosen is not None:
+            h = h[chosen]  # (N, d)
+        mlm_logits = F.linear(self.mlm_transform(h), self.tok.weight, self.mlm_bias)  # (..., V)
         return mlm_logits, nsp_logits
 
 
@@ -167,8 +172,9 @@ def bert_losses(model: BERT, data: PairData, n: int, seed: int, vocab: int, prob
     ids, seg, special, nsp_label = data.batch(n, seed)
     g = torch.Generator().manual_seed(seed + 1)
     inputs, labels = mask_tokens(ids, special, vocab, data.mask_id, g, prob)
-    mlm_logits, nsp_logits = model(inputs.to(device), seg.to(device))
-    mlm = F.cross_entropy(mlm_logits.reshape(-1, vocab).float(), labels.reshape(-1).to(device), ignore_index=-100)
+    chosen = (labels != -100).to(device)
+    mlm_logits, nsp_logits = model(inputs.to(device), seg.to(device), chosen)  # (N, V): masked positions only
+    mlm = F.cross_entropy(mlm_logits.float(), labels.to(device)[chosen])
     nsp = F.cross_entropy(nsp_logits.float(), nsp_label.to(device))
     nsp_acc = (nsp_logits.argmax(-1).cpu() == nsp_label).float().mean().item()
     return mlm, nsp, nsp_acc
