@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -182,3 +183,14 @@ def test_bert_mlm_logits_at_chosen_positions_equal_the_full_ones():
     assert full.shape == (3, 12, 50) and part.shape == (int(chosen.sum()), 50)
     torch.testing.assert_close(part, full[chosen])
     torch.testing.assert_close(nsp_part, nsp_full)
+
+
+def test_length_grouped_batches_cover_every_sentence_once_with_little_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 60, 1000)
+    batches = FT.length_grouped_batches(lengths, 32, seed=0, pool=10)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))  # a permutation
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    random = sum(32 * lengths[rng.permutation(1000)[:32]].max() for _ in range(len(batches)))
+    assert padded < 0.7 * random  # grouped batches carry far less padding than random ones
+    assert not np.array_equal(batches[0], FT.length_grouped_batches(lengths, 32, seed=1, pool=10)[0])

@@ -143,17 +143,31 @@ def load_lm(kind: str, run_dir: Path):
     return model, tok, 2 * cfg.hidden, tok.token_to_id("[PAD]"), lambda: E.build_model(cfg, tok.get_vocab_size())
 
 
+def length_grouped_batches(lengths: np.ndarray, batch: int, seed: int, pool: int = 50) -> list[np.ndarray]:
+    """One epoch of batches: shuffle, sort each pool of ``pool`` batches by length, cut, shuffle the batches.
+    Sentences in a batch have similar lengths, so little of it is padding (SST-2's phrases run from 1 to
+    50+ tokens); every sentence still appears once per epoch in a random batch order."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(lengths))
+    out = []
+    for a in range(0, len(perm), batch * pool):
+        chunk = perm[a:a + batch * pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        out += [chunk[i:i + batch] for i in range(0, len(chunk), batch)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
 def finetune(clf: Classifier, train, dev, cfg: FinetuneConfig, run: Run, tag: str, seed: int = 0) -> float:
     (tr_x, tr_y), (dv_x, dv_y) = train, dev
     opt = G.make_optimizer(clf, cfg.lr, cfg.weight_decay)
     steps = max(1, int(cfg.epochs * len(tr_x) / cfg.batch_size))
-    per_epoch = max(1, len(tr_x) // cfg.batch_size)
-    perm = None
+    lengths = np.array([len(s) for s in tr_x])
+    batches: list[np.ndarray] = []
     for step in range(steps):
-        epoch, k = divmod(step, per_epoch)
+        epoch, k = divmod(step, max(1, len(tr_x) // cfg.batch_size))
         if k == 0:
-            perm = torch.randperm(len(tr_x), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-        sel = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size].tolist()
+            batches = length_grouped_batches(lengths, cfg.batch_size, seed * 1000 + epoch)
+        sel = batches[k % len(batches)].tolist()
         set_lr(opt, warmup_cosine(step, steps, cfg.lr, cfg.lr * 0.1, cfg.warmup))
         with run.autocast():
             logits = clf(pad_batch([tr_x[i] for i in sel], clf.pad_id))
