@@ -80,7 +80,7 @@ class SimCLRConfig:
     proj_dim: int = 64  # output width of the projection head h
     tau: float = 0.5  # temperature of NT-Xent
     batch: int = 256  # images per step (2x views)
-    epochs: float = 15.0  # pretraining passes over the training images
+    epochs: float = 30.0  # pretraining passes over the training images (15: probe 0.877, 1% probe 0.802)
     lr: float = 2e-3  # Adam learning rate (cosine decay)
     weight_decay: float = 1e-6  # Adam weight decay
     crop_area: float = 0.3  # smallest area fraction of the random resized crop
