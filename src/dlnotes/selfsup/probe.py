@@ -88,10 +88,13 @@ def linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Ten
 
     ``weight_decay=None`` picks the penalty from :data:`WEIGHT_DECAYS` by stratified ``folds``-fold
     cross-validation on the *labelled training features only* (one held-out fold when there are more
-    than 20000 of them), then refits on all of them: 600 labels want a stronger penalty than 60000."""
+    than 20000 of them), then refits on all of them: 600 labels want a stronger penalty than 60000.
+    With fewer than ``folds`` labels in some class it uses 1e-4."""
     mu, sd = f_train.mean(0), f_train.std(0) + 1e-6
     a, b = (f_train - mu) / sd, (f_test - mu) / sd
     n_classes = int(max(y_train.max(), y_test.max())) + 1
+    if weight_decay is None and int(torch.bincount(y_train)[y_train.unique()].min()) < folds:
+        weight_decay = 1e-4  # too few labels per class to cross-validate (e.g. one shot): a light penalty
     if weight_decay is None:
         parts = cv_folds(y_train, folds)
         parts = parts[:1] if len(a) > 20000 else parts
