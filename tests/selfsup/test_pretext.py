@@ -62,3 +62,13 @@ def test_cv_folds_partition_and_stratify():
     for held in parts:  # every class dealt evenly over the folds
         assert torch.equal(torch.bincount(y[held], minlength=4), torch.tensor([2, 3, 1, 4]))
 
+
+
+def test_linear_probe_with_one_label_per_class_skips_cross_validation():
+    # one shot: stratified 5-fold CV is impossible; the probe must still fit (L-BFGS failed on empty folds)
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 8, generator=g) * 4
+    y, yt = torch.arange(4), torch.arange(4).repeat(25)
+    f, ft = centers[y] + torch.randn(4, 8, generator=g), centers[yt] + torch.randn(100, 8, generator=g)
+    acc = linear_probe(f, y, ft, yt)
+    assert acc > 0.8

@@ -164,10 +164,10 @@ def finetune(clf: Classifier, train, dev, cfg: FinetuneConfig, run: Run, tag: st
     lengths = np.array([len(s) for s in tr_x])
     batches: list[np.ndarray] = []
     for step in range(steps):
-        epoch, k = divmod(step, max(1, len(tr_x) // cfg.batch_size))
+        epoch, k = divmod(step, -(-len(tr_x) // cfg.batch_size))  # batches per epoch, the last one short
         if k == 0:
             batches = length_grouped_batches(lengths, cfg.batch_size, seed * 1000 + epoch)
-        sel = batches[k % len(batches)].tolist()
+        sel = batches[k].tolist()
         set_lr(opt, warmup_cosine(step, steps, cfg.lr, cfg.lr * 0.1, cfg.warmup))
         with run.autocast():
             logits = clf(pad_batch([tr_x[i] for i in sel], clf.pad_id))
