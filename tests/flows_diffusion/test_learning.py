@@ -69,7 +69,7 @@ def test_pixelcnn_beats_independent_pixels_on_8x8_digits():
 
 
 def test_wavenet_predicts_a_plucked_string_better_than_its_histogram():
-    """Held-out NLL per mu-law sample vs the order-0 entropy of the values (about 3.0 nats)."""
+    """Held-out NLL per mu-law sample vs the order-0 entropy of the values (about 5.0 nats)."""
     torch.manual_seed(0)
     q = mu_law_encode(plucked_melody(4.0))
     train, held = q[:24000], q[24000:]
@@ -86,5 +86,5 @@ def test_wavenet_predicts_a_plucked_string_better_than_its_histogram():
         loss.backward()
         opt.step()
     held_nll = evaluate(model, held, "cpu")
-    assert 2.5 < h0 < 3.5
+    assert 4.5 < h0 < 5.5  # sustained notes: few near-silent samples
     assert held_nll < h0 - 0.3, (held_nll, h0)

@@ -12,7 +12,7 @@ from dlnotes.generative import flows as FL
 from dlnotes.generative import flows2d as F2
 from dlnotes.generative.autoregressive import MaskedConv2d, PixelCNN
 from dlnotes.generative.diffusion import DDPMSchedule
-from dlnotes.generative.wavenet import CausalConv1d, WaveNet, mu_law_decode, mu_law_encode
+from dlnotes.generative.wavenet import CausalConv1d, WaveNet, mu_law_decode, mu_law_encode, plucked_melody
 from dlnotes.nn.unet import UNet, timestep_embedding
 
 
@@ -166,6 +166,14 @@ def test_pixelcnn_nll_is_sum_of_conditionals():
 
 
 # ----------------------------------------------------------------------------- WaveNet
+def test_plucked_notes_sustain_between_onsets():
+    """Karplus-Strong reads only the finished previous period: notes ring on instead of dying within a
+    few periods (a loop that read one not-yet-computed zero per period left 65% near silence)."""
+    x = plucked_melody(4.0)
+    assert (x.abs() < 1e-3).float().mean() < 0.1
+    assert x.abs().max() <= 1.0
+
+
 def test_causal_conv_and_wavenet_receptive_field():
     torch.manual_seed(0)
     conv = CausalConv1d(1, 1, 3, dilation=2)
