@@ -75,10 +75,16 @@ def main(argv=None) -> int:
     p.add_argument("--amp", default="bf16", choices=["none", "bf16"], help="autocast for training and sampling")
     p.add_argument("--their-channels", default="24,48,56", help="diffusers block_out_channels")
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default="runs/ddpm_vs_diffusers", help="run directories and sample grids")
+    p.add_argument("--out", default="", help="run directories and sample grids (default: a new "
+                   "runs/ddpm_vs_diffusers/<time> folder, so an earlier comparison is never overwritten)")
     p.add_argument("--dataset", default="mnist", help="mnist | digits8x8 (built in, a smoke test)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the sampled weights (the recipe's 0.999)")
     args = p.parse_args(argv)
+    args.out = args.out or f"runs/ddpm_vs_diffusers/{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        channels = tuple(int(c) for c in args.their_channels.split(","))
+    except ValueError:
+        sys.exit(f"--their-channels must be comma-separated integers such as 24,48,56, not {args.their_channels!r}")
     import importlib.util
 
     if importlib.util.find_spec("diffusers") is None:
@@ -97,7 +103,7 @@ def main(argv=None) -> int:
         data = torch.nn.functional.interpolate(data, size=28, mode="bilinear")
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)
     sides = {"dlnotes": build_unet(cfg),
-             "diffusers": DiffusersEps(diffusers_unet(tuple(int(c) for c in args.their_channels.split(","))))}
+             "diffusers": DiffusersEps(diffusers_unet(channels))}
     out: dict = {"minutes": args.minutes, "samples": args.samples, "amp": args.amp, "threads": torch.get_num_threads()}
     grids = []
     for name, model in sides.items():
