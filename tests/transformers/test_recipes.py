@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from dlnotes.sequence.char_gpt import CharGPTConfig, build_model, evaluate_full, get_batch, load_chars, lr_at, \
-    make_optimizer
+from dlnotes.sequence.char_gpt import CharGPTConfig, batch_seed, build_model, evaluate_full, get_batch, load_chars, \
+    lr_at, make_optimizer
 from tests.conftest import needs_data
 
 
@@ -17,6 +17,12 @@ def test_batches_are_a_pure_function_of_the_seed_and_targets_are_shifted():
     x3, _ = get_batch(data, 4, 16, seed=8)
     assert torch.equal(x1, x2) and not torch.equal(x1, x3)
     assert torch.equal(y1, x1 + 1)  # arange data: the next character is the id plus one
+
+
+def test_each_run_seed_and_rank_draws_its_own_batches():
+    seeds = {batch_seed(seed, rank, step) for seed in range(3) for rank in range(2) for step in range(100)}
+    assert len(seeds) == 600  # no two (seed, rank, step) share a draw
+    assert batch_seed(0, 1, 5) == (1 * 1_000_003 + 5) * 31 + 17  # seed 0 keeps the draws of earlier runs
 
 
 def test_learning_rate_warms_up_then_decays_to_min_lr():

@@ -178,7 +178,8 @@ def execute(name: str | None = None, *, preset: str = "full", overrides=(), seed
         ckpt_every = int(getattr(cfg, "ckpt_every", 0) or 0)
     D.seed_everything(seed)
     run = Run(run_dir, device=device, amp=amp, compile=compile, ckpt_every=ckpt_every,
-              resume=resume is not None, quiet=quiet, meta={"recipe": rec.name}, max_minutes=max_minutes)
+              resume=resume is not None, quiet=quiet, meta={"recipe": rec.name}, max_minutes=max_minutes,
+              seed=seed)
     if run.is_main and resume is None:
         atomic_write_text(run_dir / "config.json", json.dumps({
             "recipe": rec.name, "preset": preset, "seed": seed, "config": C.to_dict(cfg),

@@ -56,8 +56,9 @@ def peak_rss_mb() -> float:
 class Run:
     def __init__(self, directory: Path, *, device: str = "auto", amp: str = "none", compile: bool = False,
                  ckpt_every: int = 0, resume: bool = False, quiet: bool | None = None, meta: dict | None = None,
-                 max_minutes: float = 0.0):
+                 max_minutes: float = 0.0, seed: int = 0):
         self.rank, self.world_size, self.local_rank = D.init_distributed()
+        self.seed = seed  # the run's --seed (recipes derive their data-order streams from it)
         # wall-clock budget of this invocation: ``steps`` ends early (checkpoint first) once it is spent
         self.max_minutes = max_minutes
         self.stopped_early_at: int | None = None

@@ -7,7 +7,8 @@ character) with AdamW, linear warm-up then cosine decay to ``min_lr``, and gradi
 
 Data: the first 90% of the text trains, the last 10% validates (nanoGPT's split, 65 characters).
 A step draws ``batch_size`` random windows of ``context + 1`` characters; the draw is a pure
-function of (seed, step, rank), so a resumed run sees the same batches.
+function of (``--seed``, step, rank), so a resumed run sees the same batches and each seed its own
+data order (as well as its own initialisation).
 
 Validation loss reported at the end is over the *whole* validation split, cut into
 non-overlapping windows of ``context`` characters (each character predicted from the preceding
@@ -96,6 +97,12 @@ def get_batch(data: torch.Tensor, batch: int, context: int, seed: int) -> tuple[
     return w[:, :-1], w[:, 1:]
 
 
+def batch_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of one step's batch draw: a pure function of (run seed, rank, step), so resumed runs
+    repeat their batches and different ``--seed`` values see different data orders."""
+    return ((seed * 1_000_003 + rank) * 1_000_003 + step) * 31 + 17
+
+
 def lr_at(step: int, cfg: CharGPTConfig) -> float:
     """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at the last step."""
     return warmup_cosine(step, cfg.iters, cfg.lr, cfg.min_lr, cfg.warmup)
@@ -179,7 +186,7 @@ def train_char_gpt(cfg: CharGPTConfig, run: Run) -> dict[str, float]:
     for step in run.steps(cfg.iters, unit="tok", items_per_step=tokens_per_step):
         lr = lr_at(step, cfg)
         set_lr(opt, lr)
-        x, y = get_batch(train, local_batch, cfg.context, (run.rank * 1_000_003 + step) * 31 + 17)
+        x, y = get_batch(train, local_batch, cfg.context, batch_seed(run.seed, run.rank, step))
         with autocast_for(cfg.amp, run):
             _, loss = net(x.to(run.device), y.to(run.device))
         opt.zero_grad(set_to_none=True)
