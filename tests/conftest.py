@@ -1,5 +1,5 @@
 """Shared test fixtures: real data from DLNOTES_DATA (default ../shared/data beside the repo),
-a private cache folder per session, quiet runs in a temporary folder, 2 torch threads."""
+a private cache folder per session, quiet runs in a temporary folder, 2 torch threads (1 per xdist worker)."""
 from __future__ import annotations
 
 import os
@@ -13,8 +13,11 @@ if not os.environ.get("DLNOTES_DATA"):
     os.environ["DLNOTES_DATA"] = str(REPO.parent / "shared" / "data")
 os.environ.setdefault("DLNOTES_QUIET", "1")
 os.environ.setdefault("DLNOTES_SILENT", "1")
-# 2 threads on an idle CI machine; OMP_NUM_THREADS=1 when the machine is shared (oversubscribed
-# OpenMP threads spin and can make small ops tens of times slower).
+# One process: 2 threads on an idle CI machine. Under pytest-xdist (`-n 2`, the README's command) each
+# worker takes 1 thread, and so do the `dlnotes` subprocesses it starts: oversubscribed OpenMP
+# threads spin and can make small ops tens of times slower.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1)))
 
 

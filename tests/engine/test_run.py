@@ -1,4 +1,5 @@
 """Run directory, checkpoints (atomic, resumable, last good kept), non-finite loss, resume equality."""
+import contextlib
 import json
 import math
 
@@ -114,6 +115,14 @@ def test_time_limit_must_not_be_negative(tmp_path):
     from dlnotes.engine.config import ConfigError
     with pytest.raises(ConfigError, match="max-minutes must be a positive number"):
         execute("shakespeare-char-lstm", runs_root=tmp_path, quiet=True, max_minutes=-1)
+
+
+def test_bf16_without_hardware_support_says_it_runs_fp32(tmp_path, monkeypatch, capsys):
+    from dlnotes.engine import dist as D
+    monkeypatch.setattr(D, "bf16_supported", lambda device: False)
+    run = Run(tmp_path / "r", quiet=True, amp="bf16")
+    assert "running in fp32" in capsys.readouterr().err
+    assert isinstance(run.autocast(), contextlib.nullcontext)
 
 
 def test_bf16_places_conv_weights_channels_last_and_checkpoints_them_contiguously(tmp_path):

@@ -65,6 +65,9 @@ class Run:
         self.dir = Path(directory)
         self.device = D.pick_device(device, self.local_rank)
         self.amp = amp
+        if amp == "bf16" and not D.bf16_supported(self.device) and self.rank == 0:
+            print(f"[dlnotes] --amp bf16: {self.device.type} has no native bf16 (CPUs need AVX-512 BF16 or AMX, "
+                  f"GPUs Ampere or newer); running in fp32, as emulated bf16 would be slower", file=sys.stderr)
         self.compile_enabled = compile
         self.ckpt_every = ckpt_every
         self.resumed = resume
