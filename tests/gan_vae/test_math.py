@@ -204,3 +204,23 @@ def test_ema_is_the_stated_moving_average_of_weights_and_running_statistics():
     assert not any(p.requires_grad for p in ema.model.parameters()) and not ema.model.training
     with pytest.raises(ValueError, match="decay"):
         EMA(net, 1.0)
+
+
+def test_bias_corrected_ema_is_the_decay_weighted_mean_of_the_updates_only():
+    import torch
+    from torch import nn
+
+    from dlnotes.nn.ema import EMA
+
+    net = nn.Linear(2, 1, bias=False)
+    ema, d = EMA(net, 0.9), 0.9
+    seen = []
+    for t in range(1, 6):
+        with torch.no_grad():
+            net.weight.fill_(float(t * t))
+        seen.append(net.weight.clone())
+        ema.update(net, t=t)
+    w = torch.tensor([d ** (5 - t) for t in range(1, 6)])  # the initial weights get no share
+    expect = sum(wi * x for wi, x in zip(w, seen)) / w.sum()
+    assert torch.allclose(ema.model.weight, expect)
+    assert ema.decay_at(1) == 0.0 and abs(ema.decay_at(10_000) - 0.9) < 1e-12 and ema.decay_at(None) == 0.9

@@ -202,7 +202,7 @@ def train_eps_model(model, sched: DDPMSchedule, data: torch.Tensor, cfg, run: Ru
         loss.backward()
         gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad))
         opt.step()
-        ema.update(model)
+        ema.update(model, t=step + 1)  # bias-corrected: short runs sample trained weights
         if step % 50 == 0 or step == total - 1:
             run.log(step, loss=loss.item(), grad_norm=gn)
         else:

@@ -2,6 +2,13 @@
 
     theta_ema <- decay * theta_ema + (1 - decay) * theta        after every optimiser step
 
+Given the step number ``t`` (1 for the first update), the average is bias-corrected as Adam's moments
+are: it starts from zero instead of the initial weights and is divided by ``1 - decay^t``, i.e. the
+update uses ``d_t = 1 - (1 - decay) / (1 - decay^t)`` (``d_1 = 0``: the first update copies). A run
+stopped after a few hundred steps then samples an average of its trained weights, not a mix
+dominated by the random initial ones (with decay 0.999 they keep ``0.999^t``: 37% of the average
+after 1000 steps); for long runs ``d_t -> decay``.
+
 Floating-point buffers (BatchNorm running statistics) are averaged the same way; integer buffers
 (``num_batches_tracked``) are copied. Ho et al. (2020) sample DDPM from an EMA with decay 0.9999;
 Yazici et al. (2019, "The unusual effectiveness of averaging in GAN training") show the same for GANs.
@@ -25,11 +32,21 @@ class EMA:
         for p in self.model.parameters():
             p.requires_grad_(False)
 
+    def decay_at(self, t: int | None) -> float:
+        """The decay used by the ``t``-th update (bias-corrected); ``decay`` itself when t is None."""
+        if t is None:
+            return self.decay
+        if t < 1:
+            raise ValueError(f"EMA update number must be >= 1 (got {t})")
+        return 1.0 - (1.0 - self.decay) / (1.0 - self.decay ** t)
+
     @torch.no_grad()
-    def update(self, model: nn.Module):
+    def update(self, model: nn.Module, t: int | None = None):
+        """One averaging step; ``t`` (1-based update number) turns on the bias correction."""
+        d = self.decay_at(t)
         for e, p in zip(self.model.state_dict().values(), model.state_dict().values()):
             if e.dtype.is_floating_point:
-                e.lerp_(p, 1 - self.decay)
+                e.lerp_(p, 1 - d)
             else:
                 e.copy_(p)
 
