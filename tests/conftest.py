@@ -1,5 +1,5 @@
 """Shared test fixtures: real data from DLNOTES_DATA (default ../shared/data beside the repo),
-a private cache folder per session, quiet runs in a temporary folder, 2 torch threads (1 per xdist worker)."""
+quiet runs in a temporary folder, 2 torch threads (1 per xdist worker)."""
 from __future__ import annotations
 
 import os

@@ -361,12 +361,8 @@ def training_result(st: dict, final: tuple[float, float], **extra) -> dict[str, 
 
 
 def run_seed(run) -> int:
-    """The ``--seed`` of a run (saved in its config.json, so it survives a resume)."""
-    import json
-    try:
-        return int(json.loads((run.dir / "config.json").read_text())["seed"])
-    except (OSError, KeyError, ValueError):
-        return 0
+    """The ``--seed`` of a run (``execute`` passes the saved one on ``--resume``)."""
+    return run.seed
 
 
 @contextlib.contextmanager
