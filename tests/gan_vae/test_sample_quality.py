@@ -56,6 +56,12 @@ def test_scores_separate_real_noise_and_collapsed_samples():
     floor = SQ.real_floor("mnist", classifier="quick")
     assert floor["classifier_fid"] < noise["classifier_fid"] / 20 and floor["label_entropy"] > 2.2
     assert SQ.classifier_info("mnist", "quick")["test_accuracy"] > 0.85
+    # the test-set statistics every score uses are cached on disk: a new process reads them back
+    mu, sigma = SQ.reference_stats("mnist", "quick")
+    assert SQ._ref_path("mnist", "quick").exists()
+    SQ._REF.pop(("mnist", "quick"))
+    mu2, sigma2 = SQ.reference_stats("mnist", "quick")
+    assert np.array_equal(mu, mu2) and np.array_equal(sigma, sigma2)
 
 
 @pytest.mark.slow

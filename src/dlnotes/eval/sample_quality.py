@@ -199,6 +199,8 @@ def load_classifier(dataset: str = "mnist", classifier: str = "full", verbose: b
         tmp_m.write_text(json.dumps(meta, indent=2))
         os.replace(tmp_w, wpath)  # weights first: the metadata file marks the cache complete
         os.replace(tmp_m, mpath)
+        for stale in wpath.parent.glob(f"{wpath.stem}-*"):  # floor / reference stats of an older classifier
+            stale.unlink(missing_ok=True)
         if say:
             say(f"[sample_quality] {dataset} classifier test accuracy {acc:.4f} ({meta['train_seconds']} s)")
     model.eval()
@@ -261,12 +263,32 @@ def _prob_scores(probs: torch.Tensor) -> dict[str, float]:
 _REF: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
 
+def _ref_path(dataset: str, classifier: str) -> Path:
+    wpath = _cache_paths(dataset, classifier)[0]
+    return wpath.with_name(f"{wpath.stem}-ref.npz")
+
+
+def _store_reference(dataset: str, classifier: str, stats: tuple[np.ndarray, np.ndarray]) -> None:
+    """Keep the test-set feature statistics in memory and on disk (atomically, beside the classifier)."""
+    _REF[(dataset, classifier)] = stats
+    path = _ref_path(dataset, classifier)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+    np.savez(tmp, mu=stats[0], sigma=stats[1])
+    os.replace(tmp, path)
+
+
 def reference_stats(dataset: str = "mnist", classifier: str = "full") -> tuple[np.ndarray, np.ndarray]:
-    """Feature mean and covariance of the 10k real test images."""
+    """Feature mean and covariance of the 10k real test images (computed once per classifier, cached)."""
     key = (dataset, classifier)
     if key not in _REF:
-        xte, _ = LOADERS[dataset]("test")
-        _REF[key] = gaussian_stats(features_and_probs(xte, dataset, classifier)[0])
+        load_classifier(dataset, classifier)  # a retrained classifier deletes stale statistics first
+        path = _ref_path(dataset, classifier)
+        if path.exists():
+            with np.load(path) as z:
+                _REF[key] = (z["mu"], z["sigma"])
+        else:
+            xte, _ = LOADERS[dataset]("test")
+            _store_reference(dataset, classifier, gaussian_stats(features_and_probs(xte, dataset, classifier)[0]))
     return _REF[key]
 
 
@@ -297,7 +319,9 @@ def real_floor(dataset: str = "mnist", classifier: str = "full", n: int = 10000)
     keep = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(0))[:n]
     f_tr, _ = features_and_probs(xtr[keep], dataset, classifier)
     f_te, p_te = features_and_probs(xte, dataset, classifier)
-    out = {"classifier_fid": frechet_distance(*gaussian_stats(f_te), *gaussian_stats(f_tr)),
+    ref = gaussian_stats(f_te)
+    _store_reference(dataset, classifier, ref)  # the same test-set statistics every score uses
+    out = {"classifier_fid": frechet_distance(*ref, *gaussian_stats(f_tr)),
            **_prob_scores(p_te), "sample_class_accuracy": (p_te.argmax(1) == yte).double().mean().item(),
            "n_samples": float(len(xte))}
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
