@@ -25,6 +25,24 @@ def test_each_run_seed_and_rank_draws_its_own_batches():
     assert batch_seed(0, 1, 5) == (1 * 1_000_003 + 5) * 31 + 17  # seed 0 keeps the draws of earlier runs
 
 
+def test_nanogpt_preset_is_nanogpts_config_and_char_gpt_keeps_its_tokens_per_step():
+    from dlnotes.engine import recipes as R
+
+    R.load_all()
+    nano = R.get("char-gpt-nanogpt").make_config("nanogpt")
+    assert (nano.n_layers, nano.n_heads, nano.d_model, nano.context, nano.batch_size, nano.iters) == \
+        (4, 4, 128, 64, 12, 2000)
+    assert (nano.lr, nano.min_lr, nano.warmup, nano.beta2, nano.weight_decay, nano.dropout, nano.bias) == \
+        (1e-3, 1e-4, 100, 0.99, 0.1, 0.0, False)
+    ours = R.get("char-gpt-nanogpt").make_config("full")  # the same model and data, dlnotes' learning rate
+    assert (ours.n_layers, ours.d_model, ours.batch_size, ours.context, ours.iters) == (4, 128, 12, 64, 2000)
+    best = R.get("char-gpt").make_config("full")
+    assert best.batch_size * best.context == 12 * 64 and best.d_model % best.n_heads == 0
+    for name in ("char-gpt", "char-gpt-nanogpt"):
+        quick = R.get(name).make_config("quick")
+        assert quick.d_model % quick.n_heads == 0
+
+
 def test_learning_rate_warms_up_then_decays_to_min_lr():
     cfg = CharGPTConfig(lr=1e-3, min_lr=1e-4, warmup=100, iters=2000)
     assert lr_at(0, cfg) == pytest.approx(1e-5)
