@@ -2,8 +2,8 @@
 
 1. Measures the fp32 matmul peak: best GFLOP/s of a 2048x2048 ``torch.matmul`` (2 n^3 FLOPs).
 2. Times training steps (forward, backward, clip, AdamW) of nanoGPT's CPU configuration (the
-   ``char-gpt-nanogpt`` recipe) and of dlnotes' ``char-gpt`` recipe, fp32 and bf16 autocast,
-   interleaved in rounds (median), and reports it/s, tokens/s and
+   ``char-gpt-nanogpt`` recipe) and of dlnotes' ``char-gpt`` recipe, fp32 and (on CPUs with native
+   bf16) bf16 autocast, interleaved in rounds (median), and reports it/s, tokens/s and
    ``MFU = flops_per_token * tokens/s / peak`` with ``flops_per_token = 6N + 12 L T d``.
 3. With ``--train``, also runs both recipes end to end one after the other (same machine, same
    threads) and reports their validation loss and training wall time, so the wall-clock budgets are
@@ -24,6 +24,7 @@ import time
 import torch
 
 from dlnotes.engine import recipes as R
+from dlnotes.engine.dist import bf16_supported
 from dlnotes.sequence.char_gpt import (build_model, get_batch, load_chars, make_optimizer,
                                        measure_matmul_gflops)
 
@@ -59,9 +60,11 @@ def main():
     peak = measure_matmul_gflops()
     train, _, _ = load_chars(args.corpus)
     variants = {}
+    # emulated bf16 (no AVX-512 BF16 / AMX) is many times slower than fp32: time it only where native
+    amps = ("none", "bf16") if bf16_supported(torch.device("cpu")) else ("none",)
     for recipe_name in ("char-gpt-nanogpt", "char-gpt"):
         cfg = R.get(recipe_name).make_config("full")
-        for amp in ("none", "bf16"):
+        for amp in amps:
             variants[f"{recipe_name}/{amp}"] = (cfg, *make_stepper(cfg, train, amp))
     for _, _, step in variants.values():
         for _ in range(3):
