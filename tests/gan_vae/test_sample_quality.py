@@ -64,6 +64,22 @@ def test_scores_separate_real_noise_and_collapsed_samples():
     assert np.array_equal(mu, mu2) and np.array_equal(sigma, sigma2)
 
 
+def test_retrained_classifier_deletes_its_predecessors_floor_and_statistics(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLNOTES_CACHE", str(tmp_path))
+    monkeypatch.setattr(SQ, "_MODELS", {})
+    monkeypatch.setattr(SQ, "_REF", {("mnist", "quick"): "stale"})
+    monkeypatch.setattr(SQ, "train_classifier", lambda dataset, budget, log=None: (SQ.SampleClassifier(), 0.5))
+    wpath, mpath = SQ._cache_paths("mnist", "quick")
+    stale = [SQ._ref_path("mnist", "quick"), wpath.with_name(f"{wpath.stem}-floor10000.json")]
+    other = wpath.with_name(wpath.name.replace("mnist", "fashion_mnist")).with_suffix(".json")
+    for f in (*stale, other):
+        f.write_text("old")
+    SQ.load_classifier("mnist", "quick", verbose=False)
+    assert wpath.exists() and mpath.exists()
+    assert not any(f.exists() for f in stale) and ("mnist", "quick") not in SQ._REF
+    assert other.exists()  # another dataset's cache is left alone
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
 def test_full_classifiers_reach_required_accuracy(dataset):

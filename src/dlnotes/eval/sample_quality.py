@@ -201,6 +201,7 @@ def load_classifier(dataset: str = "mnist", classifier: str = "full", verbose: b
         os.replace(tmp_m, mpath)
         for stale in wpath.parent.glob(f"{wpath.stem}-*"):  # floor / reference stats of an older classifier
             stale.unlink(missing_ok=True)
+        _REF.pop(key, None)
         if say:
             say(f"[sample_quality] {dataset} classifier test accuracy {acc:.4f} ({meta['train_seconds']} s)")
     model.eval()

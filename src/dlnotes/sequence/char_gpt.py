@@ -247,8 +247,8 @@ _QUICK = {"corpus": "builtin-chars", "iters": 150, "eval_every": 50, "eval_batch
           "peak_gflops": 230.0}
 
 # dlnotes' learning rate for nanoGPT's architecture and budget, from a screen on this CPU (seed 0,
-# whole validation split): peak 1e-3 (nanoGPT's) 1.909, 2e-3 1.817, 3e-3 1.792, 4e-3 1.773, 5e-3 with
-# 200 warm-up steps 1.777, 6e-3 1.783.
+# whole validation split): peak 1e-3 (nanoGPT's; an earlier 2-thread run) 1.909, 2e-3 1.817, 3e-3
+# 1.792, 4e-3 1.773, 5e-3 with 200 warm-up steps 1.777, 6e-3 1.783.
 _DLNOTES_LR = {"lr": 4e-3, "min_lr": 4e-4}
 _NANOGPT = {"lr": 1e-3, "min_lr": 1e-4}  # nanoGPT's shakespeare_char optimizer settings
 
