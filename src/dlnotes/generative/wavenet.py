@@ -32,6 +32,17 @@ signal was near silence). *Window*: every window needs one receptive field (1024
 context before its first scored position, so 8 windows of 1024 scored positions cost 2.6x less
 than 32 windows of 256 for the same 8192 scored positions per step (0.68 s against 1.74 s, one
 CPU thread, ``--amp bf16``).
+
+``wavenet-shakespeare`` scores every position of its windows instead (``context=0``): a character
+``t`` steps into a window sees only those ``t`` characters, the rest of its receptive field being
+the causal convolutions' zero padding, as a GPT sees only its context. Evaluation still gives
+every character its full 512 of context. For the same 4096 scored characters per step this costs
+1.14 s against 6.1 s for 32 windows of 128 behind a full receptive field (one CPU thread), and it
+learns more per step: the validation loss reached 1.62 nats/char in 1500 steps on this CPU, where
+32 full-context windows of 128 gave 1.97 after 3000 steps (12M scored characters, an H100 run).
+The validation loss flattens after about 1000 steps here too
+(first 20k validation characters: 1.65, 1.56, 1.56, 1.54 at steps 500, 750, 1000, 1250; training
+batches 1.18 at step 1100): the 1.1M-parameter model starts to memorise the 1M-character text.
 """
 from __future__ import annotations
 
@@ -159,7 +170,8 @@ class WaveNetConfig:
     skip_ch: int = 128  # skip channels
     layers_per_stack: int = 9  # dilations 1..2^(L-1) per stack
     stacks: int = 2  # repetitions of the dilation stack
-    window: int = 1024  # positions scored per training window (each with a full receptive field)
+    window: int = 1024  # positions scored per training window
+    context: int = -1  # unscored positions before them (-1: one receptive field, so each scored one has full context)
     batch_size: int = 8  # windows per step
     steps: int = 4000  # optimizer steps
     lr: float = 2e-3  # Adam learning rate (cosine-decayed to 5%)
@@ -212,7 +224,8 @@ def train_wavenet(cfg: WaveNetConfig, run: Run) -> dict[str, float]:
     run.print(f"WaveNet: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
               f"receptive field {rf} steps, dilations {model.dilations}")
     run.save_text("receptive_field.txt", f"{rf}\n")
-    span = rf + cfg.window  # inputs per window; the last `window` outputs have full context
+    ctx = rf if cfg.context < 0 else cfg.context
+    span = ctx + cfg.window  # inputs per window; the last `window` outputs are scored
     for step in run.steps(cfg.steps, unit="tok", items_per_step=cfg.batch_size * cfg.window):
         lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
         for g in opt.param_groups:
@@ -276,9 +289,11 @@ def wavenet_mulaw(cfg: WaveNetConfig, run: Run) -> dict[str, float]:
 @recipe("wavenet-shakespeare", lecture=12, section="Autoregressive models (WaveNet)", config=WaveNetConfig,
         datasets=("shakespeare",),
         presets={"full": {"data": "shakespeare", "res_ch": 96, "gate_ch": 96, "skip_ch": 192,
-                          "layers_per_stack": 8, "window": 128, "batch_size": 32, "steps": 3000},
+                          "layers_per_stack": 8, "window": 512, "context": 0, "batch_size": 8, "steps": 1500,
+                          "eval_every": 250},
                  "quick": {"data": "builtin-chars", "res_ch": 32, "gate_ch": 32, "skip_ch": 64,
-                           "layers_per_stack": 6, "stacks": 1, "window": 64, "batch_size": 16, "steps": 80,
+                           "layers_per_stack": 6, "stacks": 1, "window": 64, "context": 0, "batch_size": 16,
+                           "steps": 80,
                            "eval_every": 0, "max_eval": 3000, "sample_len": 200, "ckpt_every": 50}},
         target=Target("val_loss", "<=", 1.88, "nanoGPT's CPU shakespeare-char config: val loss 1.88"))
 def wavenet_shakespeare(cfg: WaveNetConfig, run: Run) -> dict[str, float]:
