@@ -144,6 +144,28 @@ def test_elmo_mix_and_padding():
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_elmo_sampled_softmax_tends_to_the_full_softmax():
+    torch.manual_seed(0)
+    m = E.BiLM(50, 16, 16, 1, 0.0)
+    h, y = torch.randn(40, 16), torch.randint(0, 50, (40,))
+    q = torch.rand(50, dtype=torch.float64) + 0.2  # a non-uniform proposal
+    q /= q.sum()
+    full = torch.nn.functional.cross_entropy(m.softmax(h), y)
+    g_full = torch.autograd.grad(full, m.softmax.weight)[0]
+    errors = []
+    for k in (50, 400_000):
+        cand = torch.multinomial(q, k, replacement=True, generator=torch.Generator().manual_seed(1))
+        loss = m.sampled_xent(h, y, cand, torch.log(k * q).float())
+        g = torch.autograd.grad(loss, m.softmax.weight)[0]
+        errors.append(((loss - full).abs().item(), ((g - g_full).norm() / g_full.norm()).item()))
+    assert errors[1][0] < 0.01 and errors[1][1] < 0.02  # many candidates: loss and gradient match
+    assert errors[0][1] > 2 * errors[1][1]  # and the estimate improves with K
+    # an accidental hit (the target among the candidates) is masked, not counted twice
+    cand = y[:1].repeat(8)
+    assert torch.isfinite(m.sampled_xent(h[:1], y[:1], cand, torch.zeros(50)))
+    torch.testing.assert_close(m.sampled_xent(h[:1], y[:1], cand, torch.zeros(50)), torch.zeros(()))
+
+
 # ----------------------------------------------------------------------------- tier 2: losses fall within seconds
 def test_tiny_gpt_and_bert_learn(bpe, wordpiece):
     torch.manual_seed(0)

@@ -14,6 +14,18 @@ mix times a scale, with ``s`` and ``gamma`` learned by that task:
 
 Tokens are WordPiece pieces (the paper uses a character CNN; sub-words serve the same purpose of
 having no out-of-vocabulary words). Perplexity is per piece, averaged over the two directions.
+
+Training uses a sampled softmax, as the paper's biLM does (Jean et al., 2015): each step draws K
+candidate words s_1..s_K from a proposal Q (here the training unigram distribution), with
+replacement, and each position's loss is the cross-entropy over its own word y and the candidates,
+whose logits o_j = u_j^T h + b_j are importance-weighted by their expected counts K Q(j):
+
+    loss = -o_y + log( exp(o_y) + sum_{k: s_k != y} exp(o_{s_k} - log(K Q(s_k))) )
+
+A candidate equal to y is masked out ("accidental hits"), so the sum estimates sum_{j != y} exp(o_j)
+and the loss tends to the full softmax's -log p(y) as K grows (tested). The softmax layer then costs
+K/V of the full one (V = 8000, K = 1024 by default; the full softmax took two thirds of a step here).
+Validation perplexity always uses the full softmax. ``sampled=0`` trains with the full softmax.
 """
 from __future__ import annotations
 
@@ -49,6 +61,7 @@ class ELMoConfig:
     min_lr: float = 2e-4  # after cosine decay
     warmup: int = 100  # linear warm-up steps
     weight_decay: float = 0.0  # AdamW decay on matrices
+    sampled: int = 1024  # sampled-softmax candidates per step (0: full softmax)
     eval_windows: int = 200  # held-out windows for the final perplexity
     ckpt_every: int = 1000  # steps between checkpoints
 
@@ -93,16 +106,30 @@ class BiLM(nn.Module):
             out.append(torch.cat([f, flip(b)], -1))
         return out
 
-    def lm_loss(self, ids: torch.Tensor) -> torch.Tensor:
-        """Mean of the forward (next token) and backward (previous token) cross-entropies; ids (B, T)."""
+    def lm_loss(self, ids: torch.Tensor, candidates: torch.Tensor | None = None,
+                log_kq: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean of the forward (next token) and backward (previous token) cross-entropies; ids (B, T).
+        With ``candidates`` (K,) drawn from Q and ``log_kq`` (V,) = log(K Q): the sampled softmax."""
         top = self.layer_states(ids)[-1]  # (B, T, 2H)
         h = top.shape[-1] // 2
-        fwd_logits = self.softmax(self.drop(top[:, :-1, :h]))  # state at t predicts t + 1
-        bwd_logits = self.softmax(self.drop(top[:, 1:, h:]))  # state at t predicts t - 1
-        v = fwd_logits.shape[-1]
-        lf = F.cross_entropy(fwd_logits.reshape(-1, v).float(), ids[:, 1:].reshape(-1))
-        lb = F.cross_entropy(bwd_logits.reshape(-1, v).float(), ids[:, :-1].reshape(-1))
+        fwd = self.drop(top[:, :-1, :h]).reshape(-1, h)  # state at t predicts t + 1
+        bwd = self.drop(top[:, 1:, h:]).reshape(-1, h)  # state at t predicts t - 1
+        if candidates is None:
+            lf = F.cross_entropy(self.softmax(fwd).float(), ids[:, 1:].reshape(-1))
+            lb = F.cross_entropy(self.softmax(bwd).float(), ids[:, :-1].reshape(-1))
+        else:
+            lf = self.sampled_xent(fwd, ids[:, 1:].reshape(-1), candidates, log_kq)
+            lb = self.sampled_xent(bwd, ids[:, :-1].reshape(-1), candidates, log_kq)
         return 0.5 * (lf + lb)
+
+    def sampled_xent(self, h: torch.Tensor, y: torch.Tensor, cand: torch.Tensor, log_kq: torch.Tensor):
+        """Sampled-softmax cross-entropy of states h (N, H) with targets y (N,) over candidates (K,)."""
+        w, b = self.softmax.weight, self.softmax.bias
+        true = (h * w[y]).sum(-1) + b[y]  # (N,)
+        samp = h @ w[cand].T + b[cand] - log_kq[cand]  # (N, K)
+        samp = samp.masked_fill(cand[None] == y[:, None], float("-inf"))  # accidental hits
+        logits = torch.cat([true[:, None], samp], 1).float()
+        return F.cross_entropy(logits, torch.zeros_like(y))
 
 
 def build_model(cfg: ELMoConfig, vocab: int) -> BiLM:
@@ -154,19 +181,26 @@ def pretrain_elmo(cfg: ELMoConfig, run: Run) -> dict[str, float]:
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     run.watch(model=model, optimizer=opt)
     start = run.restore()
+    q = torch.bincount(train, minlength=tok.get_vocab_size()).double() + 1.0  # unigram proposal (add-one)
+    q /= q.sum()
+    log_kq = torch.log(cfg.sampled * q).float().to(run.device)
     t0 = time.time()
     for step in run.steps(cfg.iters, unit="tok", items_per_step=cfg.batch_size * cfg.context):
         set_lr(opt, lr_at(step, cfg))
         x, _ = get_batch(train, cfg.batch_size, cfg.context - 1, seed=step * 7919 + run.rank)
         x = torch.cat([x, _[:, -1:]], 1)  # (B, context) window
+        cand = None
+        if cfg.sampled:
+            g = torch.Generator().manual_seed(step * 7919 + run.rank + 1)
+            cand = torch.multinomial(q, cfg.sampled, replacement=True, generator=g).to(run.device)
         with run.autocast():
-            loss = (net.module if hasattr(net, "module") else net).lm_loss(x.to(run.device))
+            loss = (net.module if hasattr(net, "module") else net).lm_loss(x.to(run.device), cand, log_kq)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 50 == 0 or step == cfg.iters - 1:
-            run.log(step, loss=loss.item(), lr=lr_at(step, cfg))
+            run.log(step, **{"sampled_loss" if cfg.sampled else "loss": loss.item()}, lr=lr_at(step, cfg))
     train_s = time.time() - t0
     v = evaluate(model, valid, cfg.context, cfg.eval_windows)
     run.checkpoint()
