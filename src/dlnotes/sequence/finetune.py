@@ -222,6 +222,7 @@ for _kind in ("gpt2", "bert", "elmo"):
         small = "n_layers=2,d_model=64,n_heads=2" if kind != "elmo" else "emb=64,hidden=64,context=32"
         quick = dict(_QUICK, pretrain_set=f"corpus=builtin,vocab_size=2000,iters=40,warmup=5,batch_size=16,{small}")
         recipe(f"sst2-{kind}", lecture=8, section="ELMO, BERT, and GPT-2", config=FinetuneConfig,
-               datasets=("english_corpus", "sst2"), presets={"full": {"model": kind, "pretrain_set": _PRETRAIN_FULL[kind]}, "quick": quick},
+               datasets=("english_corpus", "sst2"),
+               presets={"full": {"model": kind, "pretrain_set": _PRETRAIN_FULL[kind]}, "quick": quick},
                target=Target("pretraining_gain", ">=", 0.02, _TARGET))(fn)
     _make()
