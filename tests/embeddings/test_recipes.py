@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from dlnotes.cli import main as cli_main
 from dlnotes.sequence import word2vec as W
 from tests.conftest import needs_data
 
@@ -83,3 +84,9 @@ def test_quick_sst2_recipe_runs(run_recipe, kind):
     for key in ("bow_accuracy", "pretrained_accuracy", "scratch_accuracy", "pretraining_gain"):
         assert 0 <= abs(result[key]) <= 1
     assert result["bow_accuracy"] > 0.55  # 600 sentences already beat chance with bag-of-words
+
+
+def test_elmo_rejects_a_negative_candidate_count_before_making_a_run(tmp_path, capsys):
+    rc = cli_main(["run", "elmo-pretrain", "--quick", "--set", "sampled=-5", "--runs", str(tmp_path / "runs")])
+    assert rc != 0
+    assert "sampled: -5" in capsys.readouterr().err and not (tmp_path / "runs").exists()

@@ -96,3 +96,9 @@ def test_image_flow_rejects_unknown_lr_schedule_before_making_a_run(tmp_path, ca
     rc = cli_main(["run", "nice-mnist", "--quick", "--set", "lr_schedule=linear", "--runs", str(tmp_path / "runs")])
     assert rc != 0
     assert "lr_schedule" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_wavenet_rejects_a_negative_context_before_making_a_run(tmp_path, capsys):
+    rc = cli_main(["run", "wavenet-shakespeare", "--quick", "--set", "context=-2", "--runs", str(tmp_path / "runs")])
+    assert rc != 0
+    assert "context: -2" in capsys.readouterr().err and not (tmp_path / "runs").exists()

@@ -76,6 +76,8 @@ class Recipe:
         if preset != "full":
             C.apply_overrides(cfg, dict(self.presets[preset]))
         C.apply_overrides(cfg, list(overrides))
+        if hasattr(cfg, "check"):  # a config may reject values its types allow, before any run is made
+            cfg.check()
         return cfg
 
 

@@ -40,9 +40,9 @@ every character its full 512 of context. For the same 4096 scored characters per
 1.14 s against 6.1 s for 32 windows of 128 behind a full receptive field (one CPU thread), and it
 learns more per step: the validation loss reached 1.62 nats/char in 1500 steps on this CPU, where
 32 full-context windows of 128 gave 1.97 after 3000 steps (12M scored characters, an H100 run).
-The validation loss flattens after about 1000 steps here too
-(first 20k validation characters: 1.65, 1.56, 1.56, 1.54 at steps 500, 750, 1000, 1250; training
-batches 1.18 at step 1100): the 1.1M-parameter model starts to memorise the 1M-character text.
+The validation loss flattens after about 1000 steps (first 20k validation characters: 1.65, 1.56,
+1.56, 1.54 at steps 500, 750, 1000, 1250; training batches 1.18 at step 1100): the 1.1M-parameter
+model starts to memorise the 1M-character text.
 """
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import Run, Target, recipe
+from ..engine.config import ConfigError
 from ..engine.run import load_run_weights
 
 
@@ -181,6 +182,10 @@ class WaveNetConfig:
     sample_len: int = 500  # values generated at the end
     ckpt_every: int = 500  # steps between checkpoints
 
+    def check(self):
+        if self.context < -1:
+            raise ConfigError(f"context: {self.context}; use -1 (one receptive field) or a count of positions >= 0")
+
 
 def load_stream(cfg: WaveNetConfig):
     """(train ids, valid ids, classes, decode) for the configured data."""
@@ -213,6 +218,7 @@ def evaluate(model: WaveNet, ids: torch.Tensor, device, chunk: int = 2048) -> fl
 
 
 def train_wavenet(cfg: WaveNetConfig, run: Run) -> dict[str, float]:
+    cfg.check()
     train, valid, classes, vocab = load_stream(cfg)
     valid = valid[: cfg.max_eval + 1]
     model = WaveNet(classes, cfg.res_ch, cfg.gate_ch, cfg.skip_ch, cfg.layers_per_stack, cfg.stacks)

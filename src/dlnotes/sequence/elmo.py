@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import Run, recipe
+from ..engine.config import ConfigError
 from ..engine.schedules import set_lr
 from . import tokenize as TK
 from .gpt2 import get_batch, lr_at, make_optimizer
@@ -64,6 +65,11 @@ class ELMoConfig:
     sampled: int = 1024  # sampled-softmax candidates per step (0: full softmax)
     eval_windows: int = 200  # held-out windows for the final perplexity
     ckpt_every: int = 1000  # steps between checkpoints
+
+    def check(self):
+        if self.sampled < 0:
+            raise ConfigError(f"sampled: {self.sampled} candidates; use a count > 0 (e.g. 1024) or 0 for the "
+                              "full softmax")
 
 
 class ScalarMix(nn.Module):
@@ -172,6 +178,7 @@ def evaluate(model: BiLM, data: torch.Tensor, context: int, windows: int) -> flo
 
 
 def pretrain_elmo(cfg: ELMoConfig, run: Run) -> dict[str, float]:
+    cfg.check()
     tok = TK.tokenizer_for("wordpiece", cfg.corpus, cfg.wiki_files, cfg.vocab_size)
     run.save_text("tokenizer.json", tok.to_str())
     train = torch.from_numpy(token_stream(tok, cfg, False))
