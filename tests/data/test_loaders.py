@@ -102,3 +102,30 @@ def test_step_sampler_is_a_function_of_seed_and_step_and_shards_the_global_batch
     epoch0 = torch.cat([full.indices(s) for s in range(10)])
     assert sorted(epoch0.tolist()) == list(range(100))
     assert not torch.equal(full.indices(0), full.indices(10))  # reshuffled next epoch
+
+
+def test_length_bucket_sampler_groups_lengths_covers_each_example_once_and_shards():
+    from dlnotes.data.sampling import LengthBucketSampler
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 60, (1000,), generator=g)
+    full = LengthBucketSampler(lengths, 20, seed=1, pool=10)
+    epoch0 = [full.indices(s) for s in range(full.steps_per_epoch)]
+    flat = torch.cat(epoch0).tolist()
+    assert len(flat) == len(set(flat)) == 1000  # every example once
+    # a batch spans a small slice of the length range; a random batch of 20 spans most of it
+    spread = torch.tensor([float(lengths[b].max() - lengths[b].min()) for b in epoch0]).mean()
+    assert spread < 10, spread
+    random_batches = [lengths[torch.randperm(1000, generator=g)[:20]] for _ in range(20)]
+    assert torch.tensor([float(b.max() - b.min()) for b in random_batches]).mean() > 40
+    # the batch order is shuffled (not sorted by length across the epoch), reshuffled next epoch
+    means = [float(lengths[b].float().mean()) for b in epoch0]
+    assert means != sorted(means) and means != sorted(means, reverse=True)
+    assert not torch.equal(full.indices(0), full.indices(full.steps_per_epoch))
+    # a pure function of (seed, step), and ranks split the global batch
+    again = LengthBucketSampler(lengths, 20, seed=1, pool=10)
+    assert torch.equal(again.indices(37), full.indices(37))
+    ranks = [LengthBucketSampler(lengths, 20, seed=1, rank=r, world_size=2, pool=10) for r in (0, 1)]
+    assert torch.equal(torch.cat([r.indices(7) for r in ranks]), full.indices(7))
+    with pytest.raises(ValueError, match="pool"):
+        LengthBucketSampler(lengths, 20, pool=0)

@@ -25,14 +25,48 @@ class StepSampler:
         self.steps_per_epoch = n // global_batch if drop_last else -(-n // global_batch)
         self._epoch, self._perm = None, None
 
+    def order(self, g: torch.Generator) -> torch.Tensor:
+        """One epoch's example order (batch ``i`` is the ``i``-th slice of ``batch`` items)."""
+        return torch.randperm(self.n, generator=g)
+
     def indices(self, step: int) -> torch.Tensor:
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
-            self._perm, self._epoch = torch.randperm(self.n, generator=g), epoch
+            self._perm, self._epoch = self.order(g), epoch
         batch = self._perm[i * self.batch: (i + 1) * self.batch]
         share = len(batch) // self.world
         return batch[self.rank * share: (self.rank + 1) * share]
+
+
+class LengthBucketSampler(StepSampler):
+    """StepSampler whose batches hold examples of similar length, so padding wastes little compute.
+
+    Each epoch shuffles the examples, cuts the order into pools of ``pool`` batches, sorts every pool
+    by ``lengths`` and cuts it into batches, then shuffles the batches (the bucketing of fairseq's
+    and torchtext's iterators). Every example still appears at most once an epoch, the order is
+    still a pure function of (seed, epoch), and a batch's lengths come from a random pool, so each
+    batch is a random sample of one length range. Examples past the last whole batch wait for
+    the next epoch, as with ``drop_last``.
+    """
+
+    def __init__(self, lengths, global_batch: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 pool: int = 100):
+        if pool < 1:
+            raise ValueError(f"pool must be at least 1 batch (got {pool})")
+        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        if self.lengths.dim() != 1:
+            raise ValueError(f"lengths must be one number per example (got shape {tuple(self.lengths.shape)})")
+        super().__init__(len(self.lengths), global_batch, seed, rank, world_size, drop_last=True)
+        self.pool = pool
+
+    def order(self, g: torch.Generator) -> torch.Tensor:
+        used = self.steps_per_epoch * self.batch
+        perm = torch.randperm(self.n, generator=g)[:used]
+        size = self.pool * self.batch
+        pools = [p[torch.sort(self.lengths[p], stable=True).indices] for p in perm.split(size)]
+        batches = torch.cat(pools).view(self.steps_per_epoch, self.batch)
+        return batches[torch.randperm(self.steps_per_epoch, generator=g)].reshape(-1)
 
 
 def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
