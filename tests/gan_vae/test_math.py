@@ -206,6 +206,37 @@ def test_ema_is_the_stated_moving_average_of_weights_and_running_statistics():
         EMA(net, 1.0)
 
 
+def test_standing_statistics_are_the_mean_of_the_batch_statistics_and_restore_momentum():
+    import torch
+    from torch import nn
+
+    from dlnotes.nn.ema import EMA, standing_batchnorm_stats
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = EMA(net, 0.9)
+    with torch.no_grad():
+        net[0].weight.mul_(5.0).add_(2.0)  # the averaged running statistics no longer fit
+    ema.update(net)
+    x = torch.randn(4096, 3) * 2 + 1
+    with torch.no_grad():
+        stale = ema.model(x)  # eval mode with the averaged statistics: far from normalised
+    assert (stale.std(0) - 1).abs().max() > 0.5
+    batches = [torch.randn(64, 3) * 2 + 1 for _ in range(4)]
+    model = standing_batchnorm_stats(ema.model, lambda i: batches[i], batches=4)
+    h = [model[0](b) for b in batches]
+    bn = model[1]
+    assert torch.allclose(bn.running_mean, torch.stack([x.mean(0) for x in h]).mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, torch.stack([x.var(0) for x in h]).mean(0), atol=1e-4)
+    assert bn.momentum == 0.1 and not model.training
+    # eval-mode outputs now match train-mode normalisation of a typical batch, near zero mean and unit scale
+    with torch.no_grad():
+        out = model(x)
+    assert out.mean(0).abs().max() < 0.25 and (out.std(0) - 1).abs().max() < 0.25
+    with pytest.raises(ValueError, match="batch"):
+        standing_batchnorm_stats(model, lambda i: batches[0], batches=0)
+
+
 def test_bias_corrected_ema_is_the_decay_weighted_mean_of_the_updates_only():
     import torch
     from torch import nn

@@ -3,7 +3,9 @@ PNG grid for each generator."""
 from __future__ import annotations
 
 import json
+
 import pytest
+import torch
 
 from tests.conftest import needs_data
 
@@ -49,6 +51,22 @@ def test_recipe_quick_and_sample(run_recipe, name):
         assert result["digit_kept_min"] == min(result["digit_kept_a2b"], result["digit_kept_b2a"])
     if name == "linear-ae-pca-mnist":
         assert 0 <= result["max_principal_angle_deg"] <= 90
+
+
+@needs_data("mnist")
+def test_dcgan_samples_its_ema_generator_with_standing_statistics(run_recipe):
+    from dlnotes.generative.gan import GANConfig, ema_sampler, generate, make_generator
+    from dlnotes.engine.run import load_run_weights
+
+    run_dir, result = run_recipe("gan-mnist-dcgan", overrides=["ema=0.9", "steps=20"])
+    assert "sample_confidence" in result
+    _sample(run_dir)
+    cfg = GANConfig(width=16)
+    G = make_generator("dcgan", cfg.z_dim, cfg.width)
+    G.load_state_dict(load_run_weights(run_dir, "G_ema"))
+    averaged = generate(G, 8, cfg.z_dim)  # eval mode with the averaged running statistics
+    measured = generate(ema_sampler(G, cfg.z_dim, batches=2, batch=64), 8, cfg.z_dim)
+    assert not torch.allclose(averaged, measured)  # the statistics were re-measured, not the stored ones
 
 
 @pytest.mark.slow

@@ -20,7 +20,9 @@ losses finite. Generators are an MLP or the DCGAN-style convnet of :mod:`dlnotes
 With ``ema > 0`` samples come from an exponential moving average of the generator's weights,
 ``Theta_ema <- ema Theta_ema + (1 - ema) Theta`` after every generator step (:mod:`dlnotes.nn.ema`;
 Yazici et al. 2019): the averaged generator is not part of the game, it smooths the oscillation of
-gradient descent-ascent around the equilibrium.
+gradient descent-ascent around the equilibrium. Its batch-norm statistics are re-measured on fresh
+noise before it samples (:func:`dlnotes.nn.ema.standing_batchnorm_stats`): averaged running
+statistics do not fit averaged weights.
 
 Options beside ``GANConfig``'s DCGAN defaults (batch norm in both players, constant learning rate):
 ``d_norm="spectral"`` divides each discriminator weight by its largest singular value (Miyato et al.
@@ -54,7 +56,7 @@ from ..engine.run import load_run_weights
 from ..engine.schedules import set_lr, warmup_cosine
 from ..engine.plots import save_image_grid, write_grid
 from ..nn.convnets import ConvDecoder, ConvEncoder
-from ..nn.ema import EMA
+from ..nn.ema import EMA, standing_batchnorm_stats
 
 # ----------------------------------------------------------------------------- shared helpers
 
@@ -199,6 +201,13 @@ def make_discriminator(arch: str, width: int, norm: str = "batch", extra_in: int
     raise ValueError(f"arch must be dcgan or mlp, not {arch!r}")
 
 
+def ema_sampler(G_ema: nn.Module, z_dim: int, device="cpu", batches: int = 20, batch: int = 500) -> nn.Module:
+    """The EMA generator with batch-norm statistics measured on ``batches`` x ``batch`` fresh noise
+    vectors (seeded, so a run and ``dlnotes sample`` agree)."""
+    g = torch.Generator().manual_seed(12345)
+    return standing_batchnorm_stats(G_ema, lambda i: torch.randn(batch, z_dim, generator=g).to(device), batches)
+
+
 @torch.no_grad()
 def generate(G: nn.Module, n: int, z_dim: int, seed: int = 0, batch: int = 500, device="cpu") -> torch.Tensor:
     """n samples in [0, 1], (n, 1, 28, 28), from a fixed noise seed."""
@@ -288,7 +297,7 @@ def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
     run.checkpoint()
     if not run.is_main:
         return {}
-    sampler_G = ema.model if ema is not None else G
+    sampler_G = ema_sampler(ema.model, cfg.z_dim, run.device) if ema is not None else G
     samples = generate(sampler_G, cfg.n_eval, cfg.z_dim, seed=0, device=run.device)
     save_image_grid(run, "samples", samples[:64], title=f"{cfg.arch} GAN, {cfg.loss} loss (seed 0"
                     f"{', EMA generator' if ema is not None else ''})")
@@ -308,6 +317,8 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
         cfg = from_dict(GANConfig, saved["config"])
         G = make_generator(cfg.arch, cfg.z_dim, cfg.width, hidden=cfg.fc_hidden)
         G.load_state_dict(load_run_weights(run_dir, "G_ema" if cfg.ema > 0 else "G"))
+        if cfg.ema > 0:
+            G = ema_sampler(G, cfg.z_dim)
     out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png",
                      generate(G, args.n, cfg.z_dim, seed=args.seed))
     return f"wrote {args.n} samples to {out}"

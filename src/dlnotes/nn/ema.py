@@ -10,7 +10,12 @@ dominated by the random initial ones (with decay 0.999 they keep ``0.999^t``: 37
 after 1000 steps); for long runs ``d_t -> decay``.
 
 Floating-point buffers (BatchNorm running statistics) are averaged the same way; integer buffers
-(``num_batches_tracked``) are copied. Ho et al. (2020) sample DDPM from an EMA with decay 0.9999;
+(``num_batches_tracked``) are copied. An average of running statistics is not the statistics of the
+averaged weights' activations, so a batch-normalised model sampled from its EMA should first have
+them re-measured: :func:`standing_batchnorm_stats` (BigGAN's "standing statistics", Brock et al.
+2019). On the MNIST DCGAN after 1267 steps, sampling the EMA generator with averaged statistics put
+81% of the samples in one class (classifier-FID 1261); with standing statistics, 30% (FID 726).
+Ho et al. (2020) sample DDPM from an EMA with decay 0.9999;
 Yazici et al. (2019, "The unusual effectiveness of averaging in GAN training") show the same for GANs.
 """
 from __future__ import annotations
@@ -19,6 +24,29 @@ import copy
 
 import torch
 from torch import nn
+
+
+@torch.no_grad()
+def standing_batchnorm_stats(model: nn.Module, make_batch, batches: int = 20) -> nn.Module:
+    """Re-measure every BatchNorm's running mean and variance as their plain average over
+    ``batches`` train-mode forward passes of ``make_batch(i)`` (the i-th input batch), then leave
+    ``model`` in eval mode. Momenta are restored; other modules see the passes as usual."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if batches < 1:
+        raise ValueError(f"need at least one batch to measure statistics (got {batches})")
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: after n passes, the mean of the n batch statistics
+    model.train()
+    try:
+        for i in range(batches):
+            model(make_batch(i))
+    finally:
+        for m, mom in zip(norms, momenta):
+            m.momentum = mom
+        model.eval()
+    return model
 
 
 class EMA:
