@@ -17,6 +17,9 @@ Pipeline (shared by the three recipes):
 Models: ``multi30k-gru`` (attempt 3: GRU encoder-decoder passing the final state),
 ``multi30k-gru-attention`` (attempt 4: bidirectional GRU + additive attention; writes the attention
 plot of a test sentence) and ``multi30k-transformer`` (3 + 3 layers, d=256, 8 heads, FFN 512).
+Length buckets (``bucket``, the Transformer's default) matter on a CPU: a batch of 128 random pairs
+is half padding (2.0x the real tokens), a bucketed one 1.02x, and the Transformer's step fell from
+5.7 to 2.5 s (AMD machine, 1 thread); its full run then took 1 h 38 min at 2 threads, BLEU 38.5.
 ``time_limit_min`` stops training early (a short measurement run); the result then records how many
 epochs were done and the measured seconds per epoch.
 """
