@@ -105,3 +105,11 @@ def test_translation_quick_recipes_and_sample(name, run_recipe, capsys):
         assert (run_dir / "attention.png").exists()
     out = _sample(run_dir, capsys, "--src", "Ein Mann fährt Fahrrad.")
     assert out.strip() and "<unk>" not in out
+
+
+def test_translation_rejects_a_negative_bucket_before_making_a_run(tmp_path, capsys):
+    from dlnotes.cli import main as cli_main
+
+    rc = cli_main(["run", "multi30k-transformer", "--quick", "--set", "bucket=-1", "--runs", str(tmp_path / "runs")])
+    assert rc != 0
+    assert "bucket: -1" in capsys.readouterr().err and not (tmp_path / "runs").exists()

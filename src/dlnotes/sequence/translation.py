@@ -37,6 +37,7 @@ from ..data import text as T
 from ..data.sampling import LengthBucketSampler, StepSampler
 from ..engine.run import load_run_weights
 from ..engine import Run, Target, recipe
+from ..engine.config import ConfigError
 from ..eval.bleu import bleu
 from .seq2seq import AttentionGRU, EncoderDecoderGRU, beam_search, greedy_decode, plot_attention
 from .transformer import EncoderDecoder
@@ -75,6 +76,11 @@ class TranslationConfig:
     eval_every: int = 0  # steps between validation-loss evaluations (0: once per epoch)
     amp: str = "none"  # none | bf16 autocast for training
     ckpt_every: int = 200  # steps between checkpoints
+
+    def check(self):
+        if self.bucket < 0:
+            raise ConfigError(f"bucket: {self.bucket}; use 0 (random batches) or a pool of >= 1 batches "
+                              f"sorted by length (the Transformer's default is 100)")
 
 
 # ----------------------------------------------------------------------------- tokenisation
