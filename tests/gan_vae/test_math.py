@@ -15,6 +15,7 @@ from dlnotes.generative.mode_collapse import mode_metrics, sample_mixture
 from dlnotes.generative.vae import VAE, iwae_nll, kl_normal_std, log_normal, vae_loss
 from dlnotes.generative.wgan import clip_weights, critic_loss, gradient_penalty
 from dlnotes.nn.convnets import ConvDecoder, ConvEncoder, ImageTranslator
+from tests.conftest import needs_data
 
 
 def test_discriminator_loss_is_bce_with_the_notes_labels():
@@ -73,6 +74,9 @@ def test_network_shapes():
     assert ConvEncoder(5, (8, 16))(torch.randn(3, 1, 28, 28)).shape == (3, 5)
     assert ConvEncoder(1, (8, 16), extra_in=10)(torch.randn(3, 1, 28, 28), torch.eye(10)[:3]).shape == (3, 1)
     assert ImageTranslator(4, 1)(torch.randn(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+    assert ImageTranslator(4, 1, downs=2)(torch.randn(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="downs"):
+        ImageTranslator(4, 1, downs=3)
     for arch in ("dcgan", "mlp"):
         g = make_generator(arch, 8, 8, extra_in=10)
         x = g(torch.randn(4, 18))
@@ -121,6 +125,47 @@ def test_image_pool_returns_current_or_stored_fakes():
     assert len(pool.images) == 6  # the pool never grows past its size
     with pytest.raises(ValueError, match="pool_size"):
         ImagePool(-1)
+
+
+@needs_data("mnist")
+def test_translations_into_b_are_projected_onto_upsampled_8x8_scans():
+    from dlnotes.generative.cyclegan import OntoDigitsGrid
+    from dlnotes.generative.gan import image_data, to_signed
+
+    for digits, box in (("digits20", 20), ("digits", 28)):
+        onto = OntoDigitsGrid(torch.nn.Identity(), digits)
+        xb, _ = image_data(digits, "test")
+        b = to_signed(xb[:32])
+        assert (onto(b) - b).abs().max() < 2.5 / 127.5  # a real B image passes (up to uint8 rounding)
+        x = torch.rand(8, 1, 28, 28) * 2 - 1
+        y = onto(x)
+        assert torch.allclose(onto(y), y, atol=1e-5)  # a projection: applying it twice changes nothing
+        pad = (28 - box) // 2
+        if pad:
+            frame = torch.ones(28, 28, dtype=torch.bool)
+            frame[pad:pad + box, pad:pad + box] = False
+            assert (y[..., frame] == -1).all()  # blank around the digit box, as in the data
+        # orthogonal: the residual is perpendicular to every upsampled scan
+        scans = F.interpolate(torch.randn(5, 1, 8, 8), size=(box, box), mode="bilinear", align_corners=False)
+        resid = (x - y)[..., pad:pad + box, pad:pad + box].reshape(8, -1)
+        assert (resid @ scans.reshape(5, -1).T).abs().max() < 1e-3
+    with pytest.raises(ValueError, match="digits20 or digits"):
+        OntoDigitsGrid(torch.nn.Identity(), "mnist")
+
+
+def test_affine_warp_starts_at_identity_and_resamples_through_theta():
+    from dlnotes.generative.cyclegan import AffineWarp
+
+    warp = AffineWarp(torch.nn.Identity())
+    x = torch.rand(2, 1, 28, 28) * 2 - 1
+    assert torch.allclose(warp(x), x, atol=1e-5)  # the identity map until trained
+    with torch.no_grad():  # theta = a shift by one pixel (2/28 in normalised coordinates) along x
+        warp.loc[-1].bias.copy_(torch.tensor([1.0, 0.0, 2 / 28, 0.0, 1.0, 0.0]))
+    y = warp(x)
+    assert torch.allclose(y[..., :-1], x[..., 1:], atol=1e-5)  # output column j reads input column j + 1
+    assert torch.allclose(y[..., -1], x[..., -1], atol=1e-5)  # the border fills what comes from outside
+    y.sum().backward()
+    assert warp.loc[-1].weight.grad.abs().sum() > 0  # theta is learned through the resampling
 
 
 def test_mode_metrics_on_real_and_collapsed_samples():

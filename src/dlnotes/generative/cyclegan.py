@@ -17,10 +17,23 @@ The notes' recipe for style transfer without paired examples:
 * an identity loss ``||G_AB(b) - b||_1 + ||G_BA(a) - a||_1`` (weight ``lambda_id``; Zhu et al. 2017)
   that discourages needless changes.
 
+The two domains also differ in geometry: MNIST keeps each digit's aspect ratio inside its 20x20 box,
+while the 8x8 scans were stretched to fill theirs (a 1 or a 9 is wide in B, narrow in A). Convolutional
+translators change local style well and global shape badly (Zhu et al.'s limitations), so each
+translator here starts with an affine spatial transformer (:class:`AffineWarp`, config ``warp``, on by
+default): it predicts a per-image rescaling or shear, starting at the identity, before the
+convolutions restyle the image. It is trained by the same losses; nothing tells it the digit.
+
 Two training details of Zhu et al. are options: ``pool_size`` > 0 shows each discriminator a history of
 translations (a buffer of that many past images; each fake in a batch is swapped, with probability
 1/2, for a stored one, which it replaces; Shrivastava et al. 2017), and ``lr_schedule="cosine"`` decays
 all four learning rates to zero by the last step (Zhu et al. decay linearly over the second half).
+
+Domain B's images are 8x8 scans upsampled, so they hold 64 numbers, not 784. ``project_b=True`` makes
+``G_AB`` produce images of that space: its output is projected onto the 64-dimensional space of
+upsampled 8x8 scans (:class:`OntoDigitsGrid`). The discriminator ``D_B`` then
+judges only what a real B image can show, and the generator cannot hide MNIST's fine detail in
+sub-8x8 texture to pass the cycle A -> B -> A; the 64 numbers it keeps must carry the digit.
 
 Nothing tells the networks which digit is which, so whether a translated image keeps its digit is a
 real test: a classifier for the *target* domain labels the translations. For A (MNIST) it is the
@@ -118,11 +131,73 @@ class ImagePool:
         return torch.stack(out)
 
 
+class OntoDigitsGrid(torch.nn.Module):
+    """Wraps a translator into domain B so its output lies in B's image space. The real images are
+    ``U s``: an 8x8 scan ``s`` upsampled bilinearly by the linear map ``U`` into the digit box (20x20
+    at offset 4 for ``digits20``, the whole 28x28 for ``digits``), as :func:`dlnotes.data.images.digits28`
+    builds them. The output's box ``y`` is replaced by its orthogonal projection ``U U^+ y`` onto that
+    64-dimensional space (``U^+``: the pseudo-inverse), so a real B image passes unchanged. Images are
+    in [-1, 1]; the frame around the box is set blank (-1)."""
+
+    def __init__(self, net: torch.nn.Module, digits: str):
+        super().__init__()
+        if digits not in ("digits20", "digits"):
+            raise ValueError(f"digits must be digits20 or digits, not {digits!r}")
+        self.net, self.box = net, (20 if digits == "digits20" else 28)
+        basis = torch.eye(64).view(64, 1, 8, 8)
+        U = F.interpolate(basis, size=(self.box, self.box), mode="bilinear", align_corners=False)
+        U = U.reshape(64, -1).T.double()  # (box*box, 64)
+        self.register_buffer("proj", (U @ torch.linalg.pinv(U)).float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net(x)
+        n, c, h, w = y.shape
+        pad = (h - self.box) // 2
+        box = y[..., pad:pad + self.box, pad:pad + self.box].reshape(n, c, -1)
+        box = (box @ self.proj.to(box.dtype).T).view(n, c, self.box, self.box)
+        return F.pad(box, (pad, pad, pad, pad), value=-1.0) if pad else box
+
+
+class AffineWarp(torch.nn.Module):
+    """A spatial transformer (Jaderberg et al. 2015) in front of a translator: a small convnet reads
+    the image and predicts an affine map ``theta`` (2x3, starting at the identity), the image is
+    resampled through it (``affine_grid`` + bilinear ``grid_sample``), then translated. It lets a
+    translator rescale or shear a digit as a whole, a geometric change that convolutions with local
+    receptive fields make badly. Images are in [-1, 1]; the border (blank, -1) fills what the warp
+    brings in from outside."""
+
+    def __init__(self, net: torch.nn.Module, width: int = 8):
+        super().__init__()
+        self.net = net
+        self.loc = torch.nn.Sequential(
+            torch.nn.Conv2d(1, width, 4, 2, 1), torch.nn.ReLU(),  # (B, w, 14, 14)
+            torch.nn.Conv2d(width, 2 * width, 4, 2, 1), torch.nn.ReLU(),  # (B, 2w, 7, 7)
+            torch.nn.Flatten(), torch.nn.Linear(2 * width * 49, 32), torch.nn.ReLU(), torch.nn.Linear(32, 6))
+        torch.nn.init.zeros_(self.loc[-1].weight)  # starts as the identity map
+        with torch.no_grad():
+            self.loc[-1].bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        theta = self.loc(x).view(-1, 2, 3)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return self.net(F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False))
+
+
+def make_translators(cfg: "CycleGANConfig") -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``(G_AB, G_BA)`` as the config builds them (``warp`` puts an affine spatial transformer in
+    front of both, ``project_b`` projects ``G_AB``'s output onto domain B's images)."""
+    G_ab, G_ba = (ImageTranslator(cfg.width, cfg.blocks, downs=cfg.downs) for _ in range(2))
+    if cfg.warp:
+        G_ab, G_ba = AffineWarp(G_ab), AffineWarp(G_ba)
+    return (OntoDigitsGrid(G_ab, cfg.digits) if cfg.project_b else G_ab), G_ba
+
+
 @dataclass
 class CycleGANConfig:
     digits: str = "digits20"  # domain B: digits20 (MNIST's 20x20 framing) | digits (stretched to 28x28)
     width: int = 16  # translator base channels
     blocks: int = 2  # residual blocks per translator
+    downs: int = 1  # translator downsamplings: 1 (28 -> 14) or 2 (28 -> 7, blocks see the whole digit)
     d_width: int = 32  # discriminator base channels
     batch_size: int = 32  # images per domain per step
     steps: int = 3000  # generator updates
@@ -132,6 +207,8 @@ class CycleGANConfig:
     lambda_id: float = 5.0  # identity weight
     pool_size: int = 0  # past translations each discriminator sees (Zhu et al.: 50; 0: only the current batch)
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: all rates decay to 0 at the last step
+    warp: bool = True  # an affine spatial transformer in front of each translator (rescale, shear)
+    project_b: bool = False  # G_AB's output projected onto domain B's space of upsampled 8x8 scans
     n_eval_a: int = 10000  # MNIST test images translated to B and classified
     clf_epochs: int = 30  # epochs for the domain-B classifier
     classifier: str = "full"  # MNIST classifier: full | quick
@@ -150,7 +227,7 @@ def cyclegan_mnist_digits(cfg: CycleGANConfig, run: Run) -> dict[str, float]:
     xb, yb = image_data(cfg.digits, "train")
     xa_test, ya_test = image_data("mnist", "test")
     xb_test, yb_test = image_data(cfg.digits, "test")
-    G_ab, G_ba = ImageTranslator(cfg.width, cfg.blocks), ImageTranslator(cfg.width, cfg.blocks)
+    G_ab, G_ba = make_translators(cfg)
     D_a, D_b = ConvDiscriminator(cfg.d_width, norm="instance"), ConvDiscriminator(cfg.d_width, norm="instance")
     nets = [m.to(run.device) for m in (G_ab, G_ba, D_a, D_b)]
     Gab, Gba, Da, Db = (run.prepare(m) for m in nets)
@@ -213,8 +290,8 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     """``dlnotes sample RUN_DIR --n 16``: rows of test images and their translations, both ways."""
     from ..engine.config import from_dict
 
-    cfg = from_dict(CycleGANConfig, saved["config"])
-    G_ab, G_ba = ImageTranslator(cfg.width, cfg.blocks), ImageTranslator(cfg.width, cfg.blocks)
+    cfg = from_dict(CycleGANConfig, {"warp": False, **saved["config"]})  # runs older than the option had none
+    G_ab, G_ba = make_translators(cfg)
     G_ab.load_state_dict(load_run_weights(run_dir, "G_ab"))
     G_ba.load_state_dict(load_run_weights(run_dir, "G_ba"))
     n = max(1, min(args.n, 64))

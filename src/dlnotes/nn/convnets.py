@@ -128,17 +128,23 @@ class ResidualBlock(nn.Module):
 
 
 class ImageTranslator(nn.Module):
-    """(B, C, 28, 28) -> (B, C, 28, 28): conv, 4x4/2 down to 14x14, residual blocks, 4x4/2 up, conv."""
+    """(B, C, 28, 28) -> (B, C, 28, 28): conv, ``downs`` 4x4/2 convs (28 -> 14, or 28 -> 14 -> 7, each
+    doubling the channels), residual blocks, as many 4x4/2 transposed convs back up, conv. Two
+    downsamplings let the residual blocks see the whole digit (Zhu et al.'s translators downsample twice)."""
 
     def __init__(self, channels: int = 32, blocks: int = 2, in_ch: int = 1, norm: str = "instance",
-                 out_act: str = "tanh"):
+                 out_act: str = "tanh", downs: int = 1):
         super().__init__()
+        if downs not in (1, 2):
+            raise ValueError(f"downs (downsamplings in the translator) must be 1 or 2 for 28x28 images, not {downs}")
         c = channels
+        widths = [c * 2 ** i for i in range(downs + 1)]  # c, 2c (, 4c)
         self.net = nn.Sequential(
             conv_block(in_ch, c, 5, 1, norm, "relu"),  # (B, c, 28, 28)
-            conv_block(c, 2 * c, 4, 2, norm, "relu"),  # (B, 2c, 14, 14)
-            *[ResidualBlock(2 * c, norm) for _ in range(blocks)],
-            conv_block(2 * c, c, 4, 2, norm, "relu", transpose=True),  # (B, c, 28, 28)
+            *[conv_block(widths[i], widths[i + 1], 4, 2, norm, "relu") for i in range(downs)],  # 14x14 (7x7)
+            *[ResidualBlock(widths[-1], norm) for _ in range(blocks)],
+            *[conv_block(widths[i + 1], widths[i], 4, 2, norm, "relu", transpose=True)
+              for i in reversed(range(downs))],  # back to (B, c, 28, 28)
             nn.Conv2d(c, in_ch, 5, 1, 2),
             make_act(out_act),
         )
