@@ -84,3 +84,12 @@ def test_vae_2d_manifold_figure():
     torch.manual_seed(0)
     fig = manifold_figure(VAE(784, 16, 2), n=5)
     assert fig.axes[0].images[0].get_array().shape == (5 * 28, 5 * 28)
+
+
+@pytest.mark.parametrize("bad, message", [("downs=3", "downs: 3"), ("pool_size=-1", "pool_size: -1")])
+def test_cyclegan_rejects_bad_config_before_making_a_run(tmp_path, capsys, bad, message):
+    from dlnotes.cli import main as cli_main
+
+    rc = cli_main(["run", "cyclegan-mnist-digits", "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
+    assert rc != 0
+    assert message in capsys.readouterr().err and not (tmp_path / "runs").exists()

@@ -55,6 +55,7 @@ import torch.nn.functional as F
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.config import ConfigError
 from ..engine.run import load_run_weights
 from ..engine.schedules import set_lr, warmup_cosine
 from ..engine.plots import write_grid
@@ -214,6 +215,13 @@ class CycleGANConfig:
     classifier: str = "full"  # MNIST classifier: full | quick
     log_every: int = 50  # steps between logs
     ckpt_every: int = 1000  # steps between checkpoints
+
+    def check(self):
+        if self.downs not in (1, 2):
+            raise ConfigError(f"downs: {self.downs}; a translator for 28x28 images downsamples 1 (28 -> 14) or 2 "
+                              f"(28 -> 7) times")
+        if self.pool_size < 0:
+            raise ConfigError(f"pool_size: {self.pool_size}; use 0 (no history) or a number of past images > 0 (Zhu et al.: 50)")
 
 
 @recipe("cyclegan-mnist-digits", lecture=11, section="Conditional GANs (cycle consistency)", config=CycleGANConfig,
