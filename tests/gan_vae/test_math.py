@@ -160,12 +160,12 @@ def test_affine_warp_starts_at_identity_and_resamples_through_theta():
     x = torch.rand(2, 1, 28, 28) * 2 - 1
     assert torch.allclose(warp(x), x, atol=1e-5)  # the identity map until trained
     with torch.no_grad():  # theta = a shift by one pixel (2/28 in normalised coordinates) along x
-        warp.loc[-1].bias.copy_(torch.tensor([1.0, 0.0, 2 / 28, 0.0, 1.0, 0.0]))
+        warp.loc.out.bias.copy_(torch.tensor([1.0, 0.0, 2 / 28, 0.0, 1.0, 0.0]))
     y = warp(x)
     assert torch.allclose(y[..., :-1], x[..., 1:], atol=1e-5)  # output column j reads input column j + 1
     assert torch.allclose(y[..., -1], x[..., -1], atol=1e-5)  # the border fills what comes from outside
     y.sum().backward()
-    assert warp.loc[-1].weight.grad.abs().sum() > 0  # theta is learned through the resampling
+    assert warp.loc.out.weight.grad.abs().sum() > 0  # theta is learned through the resampling
 
 
 def test_mode_metrics_on_real_and_collapsed_samples():

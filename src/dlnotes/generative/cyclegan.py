@@ -61,7 +61,7 @@ from ..engine.schedules import set_lr, warmup_cosine
 from ..engine.plots import write_grid
 from ..engine.plots import save_image_grid
 from ..eval import sample_quality as SQ
-from ..nn.convnets import ImageTranslator
+from ..nn.convnets import ConvEncoder, ImageTranslator
 from .gan import ConvDiscriminator, discriminator_loss, generator_loss, image_data, to_signed, to_unit
 
 
@@ -170,13 +170,11 @@ class AffineWarp(torch.nn.Module):
     def __init__(self, net: torch.nn.Module, width: int = 8):
         super().__init__()
         self.net = net
-        self.loc = torch.nn.Sequential(
-            torch.nn.Conv2d(1, width, 4, 2, 1), torch.nn.ReLU(),  # (B, w, 14, 14)
-            torch.nn.Conv2d(width, 2 * width, 4, 2, 1), torch.nn.ReLU(),  # (B, 2w, 7, 7)
-            torch.nn.Flatten(), torch.nn.Linear(2 * width * 49, 32), torch.nn.ReLU(), torch.nn.Linear(32, 6))
-        torch.nn.init.zeros_(self.loc[-1].weight)  # starts as the identity map
+        # conv 4x4/2 (28 -> 14), conv 4x4/2 (-> 7), a 32-wide layer, then the 6 entries of theta
+        self.loc = ConvEncoder(6, channels=(width, 2 * width), norm="none", act="relu", hidden=32)
+        torch.nn.init.zeros_(self.loc.out.weight)  # starts as the identity map
         with torch.no_grad():
-            self.loc[-1].bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+            self.loc.out.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         theta = self.loc(x).view(-1, 2, 3)
