@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from dlnotes.generative.autoencoder import compare_with_pca, principal_angles_deg, train_linear_ae
-from dlnotes.generative.gan import (MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss,
+from dlnotes.generative.gan import (MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss, r1_penalty,
                                     make_discriminator, make_generator)
 from dlnotes.generative.mode_collapse import mode_metrics, sample_mixture
 from dlnotes.generative.vae import VAE, iwae_nll, kl_normal_std, log_normal, vae_loss
@@ -57,6 +57,20 @@ def test_gradient_penalty_zero_for_unit_norm_linear_critic():
     # image-shaped input, per-sample gradient norms
     conv_lin = lambda x: x.flatten(1) @ torch.full((4,), 0.5)  # noqa: E731  ||w|| = 1
     assert gradient_penalty(conv_lin, torch.randn(5, 1, 2, 2), torch.randn(5, 1, 2, 2)).item() < 1e-10
+
+
+def test_r1_penalty_is_the_mean_squared_input_gradient_and_trains_d():
+    torch.manual_seed(0)
+    D = torch.nn.Linear(6, 1)
+    x = torch.randn(16, 6, requires_grad=True)
+    pen = r1_penalty(D(x).squeeze(1), x)  # the logit's gradient is w at every x: ||w||^2
+    assert abs(pen.item() - D.weight.pow(2).sum().item()) < 1e-5
+    (g,) = torch.autograd.grad(pen, D.weight)  # differentiable in D's weights: d||w||^2/dw = 2w
+    assert torch.allclose(g, 2 * D.weight)
+    # a quadratic logit 0.5 ||x||^2 on image-shaped input: gradient x, penalty E ||x||^2 per sample
+    imgs = torch.randn(5, 1, 3, 3, requires_grad=True)
+    pen = r1_penalty(0.5 * imgs.flatten(1).pow(2).sum(1), imgs)
+    assert abs(pen.item() - imgs.detach().flatten(1).pow(2).sum(1).mean().item()) < 1e-5
 
 
 def test_critic_loss_and_clipping():

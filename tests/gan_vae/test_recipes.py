@@ -86,10 +86,13 @@ def test_vae_2d_manifold_figure():
     assert fig.axes[0].images[0].get_array().shape == (5 * 28, 5 * 28)
 
 
-@pytest.mark.parametrize("bad, message", [("downs=3", "downs: 3"), ("pool_size=-1", "pool_size: -1")])
-def test_cyclegan_rejects_bad_config_before_making_a_run(tmp_path, capsys, bad, message):
+@pytest.mark.parametrize("name, bad, message", [("cyclegan-mnist-digits", "downs=3", "downs: 3"),
+                                               ("cyclegan-mnist-digits", "pool_size=-1", "pool_size: -1"),
+                                               ("gan-mnist-dcgan", "r1=-1", "r1: -1"),
+                                               ("gan-mnist-dcgan", "lr_d=-0.1", "lr_d: -0.1")])
+def test_gans_reject_bad_config_before_making_a_run(tmp_path, capsys, name, bad, message):
     from dlnotes.cli import main as cli_main
 
-    rc = cli_main(["run", "cyclegan-mnist-digits", "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
+    rc = cli_main(["run", name, "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
     assert rc != 0
     assert message in capsys.readouterr().err and not (tmp_path / "runs").exists()
