@@ -314,3 +314,14 @@ def test_bias_corrected_ema_is_the_decay_weighted_mean_of_the_updates_only():
     expect = sum(wi * x for wi, x in zip(w, seen)) / w.sum()
     assert torch.allclose(ema.model.weight, expect)
     assert ema.decay_at(1) == 0.0 and abs(ema.decay_at(10_000) - 0.9) < 1e-12 and ema.decay_at(None) == 0.9
+
+
+def test_discriminator_learning_rate_reaches_its_optimiser(tmp_path):
+    from dlnotes.engine import Run
+    from dlnotes.generative.gan import GANConfig, adversarial_setup
+
+    for lr_d, want in ((4e-4, 4e-4), (0.0, 3e-4)):  # 0: D shares G's rate
+        run = Run(tmp_path / f"r{lr_d}", quiet=True, device="cpu")
+        cfg = GANConfig(width=4, lr=3e-4, lr_d=lr_d)
+        _, _, _, _, opt_g, opt_d, *_ = adversarial_setup(cfg, run, n_train=100)
+        assert opt_g.param_groups[0]["lr"] == 3e-4 and opt_d.param_groups[0]["lr"] == want
