@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from dlnotes.generative.autoencoder import compare_with_pca, principal_angles_deg, train_linear_ae
-from dlnotes.generative.gan import (MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss, r1_penalty,
+from dlnotes.generative.gan import (MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss, r1_penalty, r1_weight,
                                     make_discriminator, make_generator)
 from dlnotes.generative.mode_collapse import mode_metrics, sample_mixture
 from dlnotes.generative.vae import VAE, iwae_nll, kl_normal_std, log_normal, vae_loss
@@ -71,6 +71,17 @@ def test_r1_penalty_is_the_mean_squared_input_gradient_and_trains_d():
     imgs = torch.randn(5, 1, 3, 3, requires_grad=True)
     pen = r1_penalty(0.5 * imgs.flatten(1).pow(2).sum(1), imgs)
     assert abs(pen.item() - imgs.detach().flatten(1).pow(2).sum(1).mean().item()) < 1e-5
+
+
+def test_lazy_r1_keeps_the_mean_weight_on_one_step_in_k():
+    from dlnotes.generative.gan import GANConfig
+
+    every = [r1_weight(GANConfig(r1=2.0), s) for s in range(32)]
+    lazy = [r1_weight(GANConfig(r1=2.0, r1_every=16), s) for s in range(32)]
+    assert every == [1.0] * 32  # gamma / 2 on every step
+    assert lazy[0] == lazy[16] == 16.0 and sum(w > 0 for w in lazy) == 2  # k gamma / 2 on steps 0, k
+    assert sum(lazy) == sum(every)
+    assert all(r1_weight(GANConfig(r1=0.0, r1_every=4), s) == 0.0 for s in range(8))
 
 
 def test_critic_loss_and_clipping():

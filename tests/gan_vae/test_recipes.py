@@ -89,7 +89,8 @@ def test_vae_2d_manifold_figure():
 @pytest.mark.parametrize("name, bad, message", [("cyclegan-mnist-digits", "downs=3", "downs: 3"),
                                                ("cyclegan-mnist-digits", "pool_size=-1", "pool_size: -1"),
                                                ("gan-mnist-dcgan", "r1=-1", "r1: -1"),
-                                               ("gan-mnist-dcgan", "lr_d=-0.1", "lr_d: -0.1")])
+                                               ("gan-mnist-dcgan", "lr_d=-0.1", "lr_d: -0.1"),
+                                               ("gan-mnist-dcgan", "r1_every=0", "r1_every: 0")])
 def test_gans_reject_bad_config_before_making_a_run(tmp_path, capsys, name, bad, message):
     from dlnotes.cli import main as cli_main
 
