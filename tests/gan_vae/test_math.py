@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from dlnotes.generative.autoencoder import compare_with_pca, principal_angles_deg, train_linear_ae
-from dlnotes.generative.gan import (MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss, r1_penalty, r1_weight,
-                                    make_discriminator, make_generator)
+from dlnotes.generative.gan import (MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss, r1_penalty,
+                                    r1_weight, make_discriminator, make_generator)
 from dlnotes.generative.mode_collapse import mode_metrics, sample_mixture
 from dlnotes.generative.vae import VAE, iwae_nll, kl_normal_std, log_normal, vae_loss
 from dlnotes.generative.wgan import clip_weights, critic_loss, gradient_penalty

@@ -390,7 +390,7 @@ _QUICK = {"steps": 30, "n_eval": 500, "classifier": "quick", "width": 16, "log_e
 GAN_TARGET = Target("sample_confidence", ">=", 0.9, "issue #7 (classifier confidence of a working MNIST GAN)")
 
 
-# The DCGAN recipe: R1 (gamma 1) and no norm in D, Adam 3e-4 with beta1 0 (the screens are in the module
+# The DCGAN recipe: R1 (gamma 1, on every 16th D step) and no norm in D, Adam 3e-4 with beta1 0 (the screens are in the module
 # docstring). The saturating and MLP comparisons keep the batch-norm baseline.
 _DCGAN = {"d_norm": "none", "r1": 1.0, "r1_every": 16, "lr": 3e-4, "beta1": 0.0}
 
