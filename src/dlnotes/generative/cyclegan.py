@@ -199,7 +199,7 @@ class CycleGANConfig:
     downs: int = 1  # translator downsamplings: 1 (28 -> 14) or 2 (28 -> 7, blocks see the whole digit)
     d_width: int = 32  # discriminator base channels
     batch_size: int = 32  # images per domain per step
-    steps: int = 3000  # generator updates
+    steps: int = 4500  # generator updates (3000 keeps 0.78 of MNIST digits on seed 1; 4500 keeps >= 0.8 on seeds 0 and 1)
     lr: float = 2e-4  # Adam learning rate (all four networks)
     beta1: float = 0.5  # Adam beta1
     lambda_cyc: float = 10.0  # cycle-consistency weight
