@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlnotes.generative.autoencoder import compare_with_pca, principal_angles_deg, train_linear_ae
+from dlnotes.generative.autoencoder import (LinearAutoencoder, compare_with_pca, linear_ae_loss_from_covariance,
+                                           principal_angles_deg, reconstruction_loss, train_linear_ae)
 from dlnotes.generative.gan import (MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss, r1_penalty,
                                     r1_weight, make_discriminator, make_generator)
 from dlnotes.generative.mode_collapse import mode_metrics, sample_mixture
@@ -218,6 +219,23 @@ def test_linear_autoencoder_spans_the_pca_subspace():
     # the angle measure does fail for a wrong subspace (the next principal directions)
     U = model.U.weight.detach().double().numpy()
     assert principal_angles_deg(U, basis[:, k:2 * k]).min() > 80
+
+
+def test_covariance_form_of_the_linear_ae_loss_matches_the_per_sample_loss():
+    torch.manual_seed(0)
+    x = torch.randn(300, 9, dtype=torch.float64) @ torch.randn(9, 9, dtype=torch.float64)
+    x = x - x.mean(0)
+    model = LinearAutoencoder(9, 3).double()
+    grads = []
+    for loss_fn in (lambda: reconstruction_loss(x, model(x)),
+                    lambda: linear_ae_loss_from_covariance(model, x.T @ x / len(x))):
+        model.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        grads.append((loss.detach(), model.U.weight.grad.clone(), model.V.weight.grad.clone()))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
+    assert grads[0][0] > 1.0  # a loss of this size, so the check is not comparing zeros
 
 
 def test_vae_kl_matches_monte_carlo():

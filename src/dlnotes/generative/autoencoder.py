@@ -58,17 +58,34 @@ def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return (x - x_hat).pow(2).sum(1).mean()
 
 
+def linear_ae_loss_from_covariance(model: LinearAutoencoder, C: torch.Tensor) -> torch.Tensor:
+    """The full-batch loss (1/n) sum_i ||x_i - U V^T x_i||^2 from the second moment C = X^T X / n (d, d).
+
+    With P = U V^T: (1/n) sum_i ||(I - P) x_i||^2 = tr(C) - 2 tr(P C) + tr(P C P^T), and
+    tr(P C) = <V^T C, U^T>, tr(P C P^T) = <U^T U, V^T C V> (Frobenius products of k x d and k x k
+    matrices). The value and its gradients are those of the per-sample form, at O(d^2 k) per step
+    instead of O(n d k): for 20000 MNIST images 3000 full-batch steps take seconds, not 20 minutes."""
+    Vt, U = model.V.weight, model.U.weight  # (k, d) = V^T, (d, k) = U
+    VtC = Vt @ C  # (k, d)
+    return torch.diagonal(C).sum() - 2 * (VtC * U.T).sum() + ((U.T @ U) * (VtC @ Vt.T)).sum()
+
+
 def train_linear_ae(x: torch.Tensor, k: int, steps: int = 2000, lr: float = 1e-2, batch: int = 0,
                     seed: int = 0) -> LinearAutoencoder:
-    """Adam on the reconstruction loss of centred ``x`` (N, d); full batch when ``batch`` is 0."""
+    """Adam on the reconstruction loss of centred ``x`` (N, d); full batch when ``batch`` is 0
+    (then through :func:`linear_ae_loss_from_covariance`, the same loss computed from X^T X / n)."""
     torch.manual_seed(seed)
     model = LinearAutoencoder(x.shape[1], k)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.01)
     sampler = StepSampler(len(x), batch, seed=seed) if batch else None
+    C = None if batch else (x.double().T @ x.double() / len(x)).float()  # (d, d)
     for step in range(steps):
-        xb = x[sampler.indices(step)] if sampler else x
-        loss = reconstruction_loss(xb, model(xb))
+        if sampler is None:
+            loss = linear_ae_loss_from_covariance(model, C)
+        else:
+            xb = x[sampler.indices(step)]
+            loss = reconstruction_loss(xb, model(xb))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
