@@ -12,7 +12,7 @@ from dlnotes.generative.autoencoder import (LinearAutoencoder, compare_with_pca,
                                            principal_angles_deg, reconstruction_loss, train_linear_ae)
 from dlnotes.generative.gan import (MLPDiscriminator, MLPGenerator, discriminator_loss, generator_loss, r1_penalty,
                                     r1_weight, make_discriminator, make_generator)
-from dlnotes.generative.mode_collapse import mode_metrics, sample_mixture
+from dlnotes.generative.mode_collapse import coordinate_std, mode_metrics, sample_mixture
 from dlnotes.generative.vae import VAE, iwae_nll, kl_normal_std, log_normal, vae_loss
 from dlnotes.generative.wgan import clip_weights, critic_loss, gradient_penalty
 from dlnotes.nn.convnets import ConvDecoder, ConvEncoder, ImageTranslator
@@ -203,6 +203,14 @@ def test_mode_metrics_on_real_and_collapsed_samples():
     assert collapsed["modes_covered"] == 1 and collapsed["modes_any"] == 1
     grid = mode_metrics(sample_mixture("grid25", 10000, g), "grid25")
     assert grid["modes_covered"] == 25 and grid["n_modes"] == 25
+
+
+def test_coordinate_std_is_the_mixtures_empirical_std():
+    g = torch.Generator().manual_seed(0)
+    for kind, expected in (("ring8", 2 / math.sqrt(2)), ("grid25", math.sqrt(8))):
+        pts = sample_mixture(kind, 200000, g)
+        assert abs(coordinate_std(kind) - expected) < 0.01  # the closed form, std 0.02 / 0.05 aside
+        assert torch.allclose(pts.std(0), torch.full((2,), coordinate_std(kind)), rtol=0.01)
 
 
 def test_linear_autoencoder_spans_the_pca_subspace():

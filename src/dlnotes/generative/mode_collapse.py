@@ -23,6 +23,12 @@ high-quality ones; ``modes_any`` is the looser count of modes with a single high
 * ``wgan-gp``: the Wasserstein critic with gradient penalty (:mod:`dlnotes.generative.wgan`).
 
 Both players use Adam with a cosine learning-rate decay to 0 (so the samples settle on the modes).
+With ``standardize`` both work on points divided by the mixture's coordinate std (2.83 for the grid,
+as Gulrajani et al.'s toy experiments scale it) and the generator's output is scaled back before it is
+scored. The grid recipe uses it: on raw points every variant stayed at 4-5 of 25 modes, its samples
+strung along the outer square; standardised, WGAN-GP covered 16 after 6000 steps and 25 (92% high
+quality) after 12000, the grid recipe's length. The ring recipe keeps raw points (radius 2): there,
+standardising cut the plain GAN from 6 to 2 covered modes.
 Recipes ``mode-collapse-ring`` and ``mode-collapse-grid`` train every variant with one seed and
 report the best one's ``modes_covered`` and ``high_quality_share`` plus every variant's numbers.
 """
@@ -50,6 +56,12 @@ def mixture_centres(kind: str) -> tuple[torch.Tensor, float]:
         g = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
         return torch.cartesian_prod(g, g), 0.05
     raise ValueError(f"mixture must be ring8 or grid25, not {kind!r}")
+
+
+def coordinate_std(kind: str) -> float:
+    """Standard deviation of one coordinate of the mixture: sqrt(mean of squared centre coordinates + std^2)."""
+    centres, std = mixture_centres(kind)
+    return math.sqrt(float(centres.pow(2).mean()) + std ** 2)
 
 
 def sample_mixture(kind: str, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -132,6 +144,7 @@ class ModeConfig:
     gp_lambda: float = 0.1  # gradient-penalty weight (wgan-gp; points live on a scale of ~2)
     n_eval: int = 2500  # generated points scored
     seed: int = 0  # data/noise seed (initialisation uses the run seed)
+    standardize: bool = False  # G and D work on points divided by the mixture's coordinate std (grid: 2.83)
 
 
 def train_variant(cfg: ModeConfig, variant: str, run: Run | None = None) -> tuple[nn.Module, dict[str, float]]:
@@ -147,9 +160,10 @@ def train_variant(cfg: ModeConfig, variant: str, run: Run | None = None) -> tupl
     scheds = [torch.optim.lr_scheduler.LambdaLR(o, cosine) for o in (opt_g, opt_d)]
     gen = torch.Generator().manual_seed(cfg.seed)
     n_d = cfg.n_critic if variant == "wgan-gp" else 1
+    scale = coordinate_std(cfg.mixture) if cfg.standardize else 1.0  # networks see points / scale
     for step in range(cfg.steps):
         for _ in range(n_d):
-            real = sample_mixture(cfg.mixture, cfg.batch_size, gen)  # (B, 2)
+            real = sample_mixture(cfg.mixture, cfg.batch_size, gen) / scale  # (B, 2)
             with torch.no_grad():
                 fake = G(torch.randn(cfg.batch_size, cfg.z_dim, generator=gen))
             if variant == "noise":
@@ -184,7 +198,7 @@ def train_variant(cfg: ModeConfig, variant: str, run: Run | None = None) -> tupl
             else:
                 run.log_check(step, **{f"d_loss_{variant}": d_loss.item(), f"g_loss_{variant}": g_loss.item()})
     with torch.no_grad():
-        pts = G(torch.randn(cfg.n_eval, cfg.z_dim, generator=torch.Generator().manual_seed(12345)))
+        pts = G(torch.randn(cfg.n_eval, cfg.z_dim, generator=torch.Generator().manual_seed(12345))) * scale
     return G, {**mode_metrics(pts, cfg.mixture), "_points": pts}
 
 
@@ -240,13 +254,15 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     cfg = from_dict(ModeConfig, saved["config"])
     variants = [v.strip() for v in cfg.variants.split(",") if v.strip()]
     centres, _ = mixture_centres(cfg.mixture)
+    # runs saved before ``standardize`` existed trained on raw points
+    scale = coordinate_std(cfg.mixture) if saved["config"].get("standardize", False) else 1.0
     fig, axes = plt.subplots(1, len(variants), figsize=(2.8 * len(variants), 3), squeeze=False)
     lines = []
     for ax, v in zip(axes[0], variants):
         G = Generator2D(cfg.z_dim, cfg.hidden, cfg.layers)
         G.load_state_dict(load_run_weights(run_dir, f"G_{v}"))
         with torch.no_grad():
-            pts = G(torch.randn(args.n, cfg.z_dim, generator=torch.Generator().manual_seed(args.seed)))
+            pts = G(torch.randn(args.n, cfg.z_dim, generator=torch.Generator().manual_seed(args.seed))) * scale
         m = mode_metrics(pts, cfg.mixture)
         _scatter(ax, pts, centres, f"{v}: {m['modes_covered']:.0f} modes, {100 * m['high_quality_share']:.0f}% HQ")
         lines.append(f"{v}: {m}")
@@ -270,7 +286,7 @@ def mode_collapse_ring(cfg: ModeConfig, run: Run) -> dict[str, float]:
 
 
 @recipe("mode-collapse-grid", lecture=11, section="Challenges: mode collapse", config=ModeConfig,
-        presets={"full": {"mixture": "grid25"}, "quick": _QUICK},
+        presets={"full": {"mixture": "grid25", "steps": 12000, "standardize": True}, "quick": _QUICK},
         target=Target("modes_covered", ">=", 25, "all 25 modes of the grid (Srivastava et al. 2017 protocol)"))
 def mode_collapse_grid(cfg: ModeConfig, run: Run) -> dict[str, float]:
     """25 Gaussians on a 5x5 grid: modes covered and high-quality share per configuration."""
