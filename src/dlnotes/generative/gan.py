@@ -493,9 +493,9 @@ def gan_saturation(cfg: SaturationConfig, run: Run) -> dict[str, float]:
         save_image_grid(run, f"samples_{kind}", samples[:64], title=f"{kind} loss (seed 0)")
         s = score_generated(run, samples, cfg.dataset, cfg.classifier)
         result.update({f"{k}_{kind}": v for k, v in s.items() if not k.startswith("floor")})
-        k = max(1, min(cfg.early_steps, len(norms)))  # the early window, while D still rejects the fakes
+        k = max(1, min(cfg.early_steps, len(norms)))  # the first generator steps (both leave D ~ 0 within ~10)
         result[f"early_grad_norm_{kind}"] = sum(norms[:k]) / k
-        result[f"early_d_fake_{kind}"] = sum(dfake[:k]) / k  # shows the window is the D ~ 0 regime
+        result[f"early_d_fake_{kind}"] = sum(dfake[:k]) / k  # how far each loss got out of D ~ 0 in that window
         result[f"first_grad_norm_{kind}"] = norms[0]  # the same G, D and z for both losses (same seeds)
         result[f"first_d_fake_{kind}"] = dfake[0]
         # generator steps until mean D(G(z)) first reaches 0.1: how long each loss stays stuck
