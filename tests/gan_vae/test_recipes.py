@@ -51,6 +51,11 @@ def test_recipe_quick_and_sample(run_recipe, name):
         assert result["digit_kept_min"] == min(result["digit_kept_a2b"], result["digit_kept_b2a"])
     if name == "linear-ae-pca-mnist":
         assert 0 <= result["max_principal_angle_deg"] <= 90
+    if name == "gan-saturation":
+        # both losses are compared at one start state: same G, D and z, so the same D(G(z))
+        assert result["first_d_fake_saturating"] == result["first_d_fake_nonsaturating"]
+        assert result["start_grad_ratio"] == pytest.approx(
+            result["first_grad_norm_nonsaturating"] / result["first_grad_norm_saturating"])
 
 
 @needs_data("mnist")
