@@ -93,11 +93,11 @@ def main(argv=None) -> int:
     from dlnotes.engine import Run
     from dlnotes.engine.plots import write_grid
     from dlnotes.eval.sample_quality import real_floor
-    from dlnotes.generative.diffusion import (DDPMConfig, DDPMSchedule, _DDPM_FULL, build_unet, grade,
+    from dlnotes.generative.diffusion import (DDPMConfig, DDPMSchedule, DDPM_FULL, build_unet, grade,
                                               sample_batched, to_model_space, to_unit, train_eps_model)
     from dlnotes.generative.flows import load_images
 
-    cfg = DDPMConfig(**{**_DDPM_FULL, "epochs": 1e6, "ckpt_every": 0, "ema": args.ema})  # the budget stops training
+    cfg = DDPMConfig(**{**DDPM_FULL, "epochs": 1e6, "ckpt_every": 0, "ema": args.ema})  # the budget stops training
     data = to_model_space(load_images(args.dataset, "train"))
     if data.shape[-1] != 28:
         data = torch.nn.functional.interpolate(data, size=28, mode="bilinear")

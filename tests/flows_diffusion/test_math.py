@@ -265,3 +265,29 @@ def test_unet_shapes_time_embedding_and_cross_attention():
         ctx2 = ctx.clone()
         ctx2[0, 2] += 5.0  # a padded token must not matter
         assert torch.allclose(out[0], net(x, torch.tensor([1, 500]), ctx2, mask)[0], atol=1e-5)
+
+
+def test_spatial_latent_keeps_the_layout_and_decode_undoes_the_standardisation():
+    from dlnotes.generative import latent_diffusion as LD
+    ae = LD.SpatialAutoencoder(4, 8).eval()
+    x = torch.zeros(2, 1, 28, 28)
+    x[1, :, :4, :4] = 1.0  # a blob in the top-left 4x4 patch only
+    z = ae.encoder(x)
+    assert z.shape == (2, 4, 7, 7)
+    # the encoder is convolutional: positions beyond the blob's receptive field see only the blank image
+    far = (z[0] - z[1]).abs().amax(0)  # (7, 7)
+    assert far[3:, 3:].max() == 0 and far[0, 0] > 0
+    codes = LD.encode(ae, x)  # (N, 196) flattened
+    mean, std = codes.mean(0), codes.std(0) + 1e-6
+    zs = ((codes - mean) / std).view(2, 4, 7, 7)
+    torch.testing.assert_close(LD.decode(ae, zs, mean, std), ae(x), atol=1e-5, rtol=1e-5)
+
+
+def test_latent_config_refuses_shapes_its_autoencoder_cannot_make():
+    from dlnotes.engine.config import ConfigError
+    from dlnotes.generative.latent_diffusion import LatentDiffusionConfig
+    with pytest.raises(ConfigError, match="latent_shape"):
+        LatentDiffusionConfig(latent_shape=[4, 4, 4]).check()  # spatial codes are C x 7 x 7
+    with pytest.raises(ConfigError, match="latent_dim"):
+        LatentDiffusionConfig(latent="dense", latent_shape=[4, 7, 7]).check()  # 196 != 64
+    LatentDiffusionConfig(latent="dense", latent_shape=[4, 4, 4]).check()

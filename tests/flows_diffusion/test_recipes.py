@@ -76,9 +76,15 @@ def test_ddpm_quick_and_sample(run_recipe, tmp_path):
 
 @needs_data("mnist")
 def test_latent_diffusion_quick_and_sample(run_recipe, tmp_path):
-    run_dir, result = run_recipe("latent-diffusion-mnist", overrides=["train_limit=1000", "epochs=1"])
+    pixel = tmp_path / "pixel_run"  # stands in for a finished ddpm-mnist run
+    pixel.mkdir()
+    (pixel / "result.json").write_text(json.dumps({"classifier_fid": 40.0}))
+    run_dir, result = run_recipe("latent-diffusion-mnist", overrides=["train_limit=1000", "epochs=1",
+                                                                      f"pixel_run={pixel}"])
     assert result["latent_step_s"] > 0 and result["pixel_step_s"] > 0
     assert "classifier_fid" in result and "sample_confidence" in result
+    assert result["pixel_classifier_fid"] == 40.0
+    assert result["fid_ratio_to_pixel"] == pytest.approx(result["classifier_fid"] / 40.0)
     _png_ok(run_dir / "samples_ddpm.png")
     _png_ok(_sample(run_dir, tmp_path, "--length", "5"))
 
@@ -90,6 +96,14 @@ def test_text_diffusion_quick_prompted_sampling(run_recipe, tmp_path):
     _png_ok(run_dir / "samples_prompted.png")
     _png_ok(run_dir / "samples_paraphrased.png")
     _png_ok(_sample(run_dir, tmp_path, "--prompt", "the number 7"))
+
+
+def test_latent_diffusion_rejects_a_pixel_run_without_a_result_before_making_a_run(tmp_path, capsys):
+    rc = cli_main(["run", "latent-diffusion-mnist", "--quick", "--set", f"pixel_run={tmp_path / 'nowhere'}",
+                   "--runs", str(tmp_path / "runs")])
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "pixel_run" in err and "nowhere" in err and not (tmp_path / "runs").exists()
 
 
 def test_image_flow_rejects_unknown_lr_schedule_before_making_a_run(tmp_path, capsys):

@@ -230,11 +230,11 @@ def grade(images_unit: torch.Tensor, dataset: str, grader: str, prefix: str = ""
 # 5600 steps (12 epochs: about 53 min at 0.57 s/step, 2 threads, --amp bf16, then about 25 min of
 # sampling). Screened on an H100 at equal steps (about 7 epochs, 1000 samples): classifier-FID 91
 # at 2e-4, 72 at 5e-4, 57 at 1e-3, 49 at 1e-3 without dropout; EMA 0.9995 was too slow (562).
-_DDPM_FULL = {"lr": 1e-3, "dropout": 0.0, "epochs": 12.0}
+DDPM_FULL = {"lr": 1e-3, "dropout": 0.0, "epochs": 12.0}
 
 
 @recipe("ddpm-mnist", lecture=12, section="Diffusion models", config=DDPMConfig, datasets=("mnist",),
-        presets={"full": _DDPM_FULL, "quick": {"dataset": "digits8x8", "T": 200, "beta_T": 0.05, "base": 16, "mults": [1, 2],
+        presets={"full": DDPM_FULL, "quick": {"dataset": "digits8x8", "T": 200, "beta_T": 0.05, "base": 16, "mults": [1, 2],
                            "attn_levels": [1], "dropout": 0.0, "epochs": 2.0, "batch_size": 64, "lr": 1e-3,
                            "ema": 0.9, "n_eval": 16, "ddim_steps": 20, "ckpt_every": 40}},
         target=Target("fid_to_floor", "<=", 2.0, "issue 8: classifier-FID within 2x of the real test set's "
