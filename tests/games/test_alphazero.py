@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from dlnotes.rl.alphazero import (PolicyPlayer, NetEvaluator, RandomPlayer, build_net, elo_gap, play_match,
-                                  self_play, train_batch)
+from dlnotes.rl.alphazero import (AlphaZeroConfig, PolicyPlayer, NetEvaluator, RandomPlayer, build_net, elo_gap,
+                                  parallel_self_play, play_match, scheduled_lr, self_play, train_batch)
 from dlnotes.rl.games import Connect4, TicTacToe
 from dlnotes.rl.games.tictactoe import PerfectPlayer, minimax_value, perfect_moves
 from dlnotes.rl.mcts import MCTSConfig, MCTSPlayer
@@ -41,6 +41,62 @@ def test_self_play_targets_are_consistent():
     occupied = planes[:, :2].sum(1).reshape(len(pis), 9) > 0
     assert (pis[occupied] == 0).all()
     assert ev.calls < len(zs) * 9  # leaves of the 4 games were evaluated in batches
+
+
+def test_parallel_self_play_uses_the_sent_weights():
+    """A worker process given the current weights and a seed plays exactly the games the main process
+    would play with them; with two workers the games are split and every record is kept."""
+    import multiprocessing as mp
+
+    from dlnotes.rl.alphazero import _worker_init
+
+    g = TicTacToe()
+    torch.manual_seed(3)
+    net = build_net(g, 8, 1)
+    with torch.no_grad():  # weights unlike a fresh build's, so a worker that ignored them would differ
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))
+    net.eval()
+    mcfg = MCTSConfig(simulations=12, dirichlet_alpha=1.0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers, so both sides compute bit-identical network outputs
+    try:
+        with mp.get_context("spawn").Pool(2, _worker_init, ("tictactoe", 8, 1)) as pool:
+            seed = int(np.random.default_rng(7).integers(2**31))
+            one = parallel_self_play(pool, net, 6, 1, mcfg, 3, np.random.default_rng(7))
+            here = self_play(NetEvaluator(net), g, 6, mcfg, 3, np.random.default_rng(seed))
+            two = parallel_self_play(pool, net, 7, 2, mcfg, 3, np.random.default_rng(8))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one[:3], here[:3]):
+        assert np.array_equal(a, b)
+    assert one[3] == here[3]
+    planes, pis, zs, stats = two
+    assert len(planes) == len(pis) == len(zs) >= 7 * 5  # every tic-tac-toe game lasts 5 moves or more
+    assert np.allclose(pis.sum(1), 1) and set(np.unique(zs)) <= {-1.0, 0.0, 1.0}
+    assert 5 <= stats["game_length"] <= 9 and 0 <= stats["draws"] <= 1
+
+
+def test_scheduled_lr_decays_on_the_clock_or_by_generation():
+    timed = AlphaZeroConfig(lr=2e-3, lr_final=0.1, time_budget_s=100.0)
+    assert scheduled_lr(timed, 0, 0.0) == pytest.approx(2e-3)
+    assert scheduled_lr(timed, 50, 50.0) == pytest.approx(0.5 * (2e-3 + 2e-4))
+    assert scheduled_lr(timed, 9, 100.0) == pytest.approx(2e-4) == scheduled_lr(timed, 9, 130.0)
+    counted = AlphaZeroConfig(lr=1e-3, lr_final=0.5, time_budget_s=0.0, generations=10)
+    assert scheduled_lr(counted, 10, 999.0) == pytest.approx(5e-4)  # no budget: generations count
+    assert scheduled_lr(counted, 5, 0.0) == pytest.approx(7.5e-4)
+    constant = AlphaZeroConfig(lr=1e-3)
+    assert all(scheduled_lr(constant, g, 60.0 * g) == 1e-3 for g in range(0, 200, 20))
+
+
+@pytest.mark.parametrize("bad, message", [("lr_final=0", "lr_final: 0"), ("workers=0", "workers: 0"),
+                                          ("final_simulations=-1", "final_simulations: -1")])
+def test_alphazero_rejects_bad_config_before_making_a_run(tmp_path, capsys, bad, message):
+    from dlnotes.cli import main as cli_main
+
+    rc = cli_main(["run", "alphazero-connect4", "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
+    assert rc != 0
+    assert message in capsys.readouterr().err and not (tmp_path / "runs").exists()
 
 
 def test_tiny_alphazero_stops_losing_to_random():

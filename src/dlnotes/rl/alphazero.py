@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import Run, Target, recipe
+from ..engine import ConfigError, Run, Target, recipe
+from ..engine.schedules import set_lr, warmup_cosine
 from .games import Game, GameState, make_game
 from .mcts import MCTSConfig, MCTSPlayer, Node, choose, search, visit_policy
 
@@ -156,6 +157,35 @@ def self_play(evaluator, game: Game, n_games: int, mcfg: MCTSConfig, temp_moves:
             np.array(zs, dtype=np.float32), stats)
 
 
+_WORKER: dict = {}  # per self-play process: its game and network, built once
+
+
+def _worker_init(game_name: str, channels: int, blocks: int) -> None:
+    torch.set_num_threads(1)  # two processes at one thread each beat one process at two (small convs)
+    game = make_game(game_name)
+    _WORKER.update(game=game, net=build_net(game, channels, blocks).eval())
+
+
+def _worker_self_play(args):
+    weights, n_games, mcfg, temp_moves, seed = args
+    net = _WORKER["net"]
+    net.load_state_dict(weights)
+    return self_play(NetEvaluator(net), _WORKER["game"], n_games, mcfg, temp_moves, np.random.default_rng(seed))
+
+
+def parallel_self_play(pool, net, n_games: int, workers: int, mcfg: MCTSConfig, temp_moves: int,
+                       rng: np.random.Generator):
+    """:func:`self_play` split over ``workers`` processes (each one a share of the games, its own tree
+    search and its own copy of the current weights); results concatenated, stats averaged by games."""
+    weights = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    shares = [len(c) for c in np.array_split(np.arange(n_games), workers) if len(c)]
+    jobs = [(weights, k, mcfg, temp_moves, int(rng.integers(2**31))) for k in shares]
+    parts = pool.map(_worker_self_play, jobs)
+    stats = {key: float(sum(p[3][key] * k for p, k in zip(parts, shares)) / n_games) for key in parts[0][3]}
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]), stats)
+
+
 def train_batch(net, opt, game: Game, syms, planes, pis, zs, rng, device) -> dict[str, float]:
     """One update on (planes, pi, z), each position moved by a random symmetry."""
     k = rng.integers(len(syms), size=len(zs))
@@ -258,6 +288,7 @@ class AlphaZeroConfig:
     generations: int = 10_000  # self-play -> train iterations at most (the time budget usually ends a run first)
     time_budget_s: float = 7200.0  # stop starting new generations after this many seconds (0: no limit)
     games_per_generation: int = 32  # self-play games per generation, searched in lock step
+    workers: int = 1  # self-play processes on CPU, each with a share of the games (1: in-process)
     simulations: int = 50  # MCTS simulations per self-play move
     c_puct: float = 1.5  # PUCT exploration weight
     dirichlet_alpha: float = 1.0  # root noise concentration (about 10 / number of legal moves)
@@ -267,6 +298,7 @@ class AlphaZeroConfig:
     train_steps: int = 40  # minibatch updates per generation
     batch_size: int = 256  # positions per update
     lr: float = 2e-3  # Adam learning rate
+    lr_final: float = 1.0  # lr at the end of the budget as a fraction of lr (cosine decay; 1: constant)
     weight_decay: float = 1e-4  # c in c ||theta||^2
     eval_every: int = 5  # generations between matches against the opponent (0: only at the end)
     eval_games: int = 20  # games per match during training (alternating who moves first)
@@ -274,8 +306,19 @@ class AlphaZeroConfig:
     opponent: str = "openspiel-mcts"  # openspiel-mcts | mcts (ours, rollouts) | minimax | random
     opponent_simulations: int = 1000  # opponent search budget (MCTS opponents)
     final_games: int = 40  # games in the final match
+    final_simulations: int = 0  # our search budget per move in the final match (0: eval_simulations)
     random_games: int = 20  # games against random play at each evaluation
     ckpt_every: int = 1  # generations between checkpoints
+
+    def check(self):
+        if not 0.0 < self.lr_final <= 1.0:
+            raise ConfigError(f"lr_final: {self.lr_final}; the final learning rate is a fraction of lr in (0, 1] "
+                              f"(1: constant; alphazero-connect4: 0.1)")
+        if self.workers < 1:
+            raise ConfigError(f"workers: {self.workers}; self-play runs in 1 (in-process) or more processes")
+        if self.final_simulations < 0:
+            raise ConfigError(f"final_simulations: {self.final_simulations}; use a positive search budget, "
+                              f"or 0 for eval_simulations")
 
 
 def opponent_available(name: str) -> str:
@@ -285,6 +328,15 @@ def opponent_available(name: str) -> str:
         except ImportError:
             return "mcts"  # fall back to our own rollout MCTS (same algorithm, Python speed)
     return name
+
+
+def scheduled_lr(cfg: AlphaZeroConfig, gen: int, elapsed_s: float) -> float:
+    """Cosine decay from ``lr`` to ``lr_final * lr`` over the run, measured in elapsed share of the time
+    budget, or in generations when there is none (AlphaZero lowered its step size as training went
+    on; a run stopped by the clock decays on the clock)."""
+    if cfg.time_budget_s:
+        return warmup_cosine(min(elapsed_s, cfg.time_budget_s), cfg.time_budget_s, cfg.lr, cfg.lr_final * cfg.lr)
+    return warmup_cosine(gen, cfg.generations, cfg.lr, cfg.lr_final * cfg.lr)
 
 
 def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
@@ -302,15 +354,21 @@ def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
     syms = game.symmetries()
     evaluator = NetEvaluator(net, run.device)
     run.print(f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters; opponent {opponent_name}")
+    pool = None
+    if cfg.workers > 1 and run.device.type == "cpu":
+        import multiprocessing as mp
+        pool = mp.get_context("spawn").Pool(cfg.workers, _worker_init, (cfg.game, cfg.channels, cfg.blocks))
     t0 = time.time()
 
-    def evaluate(gen: int, n_games: int) -> dict:
-        player = MCTSPlayer(NetEvaluator(net, run.device), ecfg, seed=gen)
+    def evaluate(gen: int, n_games: int, simulations: int = 0) -> dict:
+        search_cfg = MCTSConfig(simulations, cfg.c_puct) if simulations else ecfg
+        player = MCTSPlayer(NetEvaluator(net, run.device), search_cfg, seed=gen)
         opp = make_opponent(opponent_name, game, cfg.opponent_simulations, seed=1000 + gen)
         res = play_match(player, opp, game, n_games)
         rnd = play_match(player, RandomPlayer(gen), game, cfg.random_games) if cfg.random_games else {}
         row = {"generation": gen, "win_rate": res["win_rate"], "draw_rate": res["draw"], "loss_rate": res["loss"],
                "elo_vs_opponent": elo_gap(res["win_rate"], n_games), "games": n_games,
+               "simulations": search_cfg.simulations,
                "win_rate_vs_random": rnd.get("win_rate"), "loss_rate_vs_random": rnd.get("loss"),
                "wall_s": round(time.time() - t0 + run.state.get("wall_before", 0.0), 1)}
         curve.append(row)
@@ -321,9 +379,15 @@ def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
         if cfg.time_budget_s and run.state.get("wall_before", 0.0) + time.time() - t0 > cfg.time_budget_s:
             run.print(f"time budget {cfg.time_budget_s:.0f}s reached after {gen} generations")
             break
+        lr = scheduled_lr(cfg, gen, run.state.get("wall_before", 0.0) + time.time() - t0)
+        set_lr(opt, lr)
         ts = time.time()
         evaluator.clear()  # the weights changed since the last generation
-        planes, pis, zs, stats = self_play(evaluator, game, cfg.games_per_generation, mcfg, cfg.temp_moves, rng)
+        if pool is not None:
+            planes, pis, zs, stats = parallel_self_play(pool, net, cfg.games_per_generation, cfg.workers, mcfg,
+                                                        cfg.temp_moves, rng)
+        else:
+            planes, pis, zs, stats = self_play(evaluator, game, cfg.games_per_generation, mcfg, cfg.temp_moves, rng)
         selfplay_s = time.time() - ts
         run.state["positions"] = run.state.get("positions", 0) + len(zs)
         gens = np.full(len(zs), gen, dtype=np.int64)
@@ -341,7 +405,7 @@ def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
         for _ in range(cfg.train_steps):
             idx = rng.integers(n, size=min(cfg.batch_size, n))
             losses = train_batch(net, opt, game, syms, bp[idx], bpi[idx], bz[idx], rng, run.device)
-        run.log(gen, **losses, replay_positions=n, selfplay_s=selfplay_s,
+        run.log(gen, **losses, lr=lr, replay_positions=n, selfplay_s=selfplay_s,
                 selfplay_positions_per_s=len(zs) / max(selfplay_s, 1e-9), **stats)
         if cfg.eval_every and (gen + 1) % cfg.eval_every == 0:
             row = evaluate(gen + 1, cfg.eval_games)
@@ -351,15 +415,18 @@ def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
                       f"(elo {row['elo_vs_opponent']:+.0f}), vs random {row['win_rate_vs_random']}")
         run.state["wall_before"] = run.state.get("wall_before", 0.0) + time.time() - t0
         t0 = time.time()
+    if pool is not None:
+        pool.close()
+        pool.join()
     generations_done = run.step
-    final = evaluate(generations_done, cfg.final_games)
+    final = evaluate(generations_done, cfg.final_games, cfg.final_simulations)
     run.save_text("curve.json", json.dumps(curve, indent=1))
     save_curve_figure(run, curve, opponent_name)
     run.checkpoint()
     result = {"win_rate": final["win_rate"], "draw_rate": final["draw_rate"], "loss_rate": final["loss_rate"],
               "elo_vs_opponent": final["elo_vs_opponent"], "win_rate_vs_random": final["win_rate_vs_random"],
               "loss_rate_vs_random": final["loss_rate_vs_random"], "generations": generations_done,
-              "final_games": cfg.final_games, "opponent": opponent_name,
+              "final_games": cfg.final_games, "final_simulations": final["simulations"], "opponent": opponent_name,
               "selfplay_positions": run.state.get("positions", 0),
               "throughput": run.state.get("positions", 0) / max(run.state.get("wall_before", 1e-9), 1e-9)}
     return result
@@ -426,10 +493,12 @@ def alphazero_tictactoe(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
 
 
 @recipe("alphazero-connect4", lecture=11, section=_SECTION, config=AlphaZeroConfig,
-        presets={"full": {"game": "connect4"},
+        presets={"full": {"game": "connect4", "lr_final": 0.1, "eval_every": 10, "final_simulations": 800,
+                          "workers": 2},
                  "quick": {"generations": 2, "games_per_generation": 8, "simulations": 16, "train_steps": 10,
                            "batch_size": 64, "channels": 16, "blocks": 1, "eval_every": 0, "final_games": 4,
-                           "random_games": 4, "eval_simulations": 16, "opponent_simulations": 100}},
+                           "random_games": 4, "eval_simulations": 16, "final_simulations": 0, "workers": 1,
+                           "opponent_simulations": 100}},
         target=Target("win_rate", ">=", 0.9, "issue #6: vs pyspiel.MCTSBot (1000 sims, c=2) over 40 games"))
 def alphazero_connect4(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
     """AlphaZero on Connect Four; Elo-style curve per generation vs OpenSpiel's MCTS bot (1000 rollouts)."""
