@@ -99,6 +99,22 @@ def test_alphazero_rejects_bad_config_before_making_a_run(tmp_path, capsys, bad,
     assert message in capsys.readouterr().err and not (tmp_path / "runs").exists()
 
 
+def test_evaluator_survives_its_cache_filling_up():
+    """A batch that mixes cached positions with new ones that overflow the cache still gets every
+    position's output (long searches fill it: 40 games x 1600 simulations)."""
+    g = TicTacToe()
+    torch.manual_seed(0)
+    net = build_net(g, 8, 1)
+    ev, plain = NetEvaluator(net, cache_size=4), NetEvaluator(net)
+    first = [g.replay([a]) for a in range(3)]
+    ev(first)
+    batch = first + [g.replay([3, b]) for b in (0, 1, 2, 4)]  # 3 cached + 4 new > 4 slots
+    p, v = ev(batch)
+    p_ref, v_ref = plain(batch)
+    assert np.allclose(p, p_ref, atol=1e-6) and np.allclose(v, v_ref, atol=1e-6)
+    assert len(ev.cache) <= 4 + 4 and ev.hits == 3
+
+
 def test_tiny_alphazero_stops_losing_to_random():
     """Five small generations of self-play take the network from losing ~40% of its games against
     random play (raw policy, no search) to losing almost none (raw policy, and with an 8-simulation search)."""

@@ -91,9 +91,10 @@ class NetEvaluator:
     @torch.no_grad()
     def __call__(self, states: list[GameState]):
         keys = [s.key() for s in states]
+        found = {k: self.cache[k] for k in keys if k in self.cache}  # kept even if the cache is emptied below
         todo = {}  # key -> one state to evaluate (duplicates in the batch are evaluated once)
         for k, s in zip(keys, states):
-            if k not in self.cache and k not in todo:
+            if k not in found and k not in todo:
                 todo[k] = s
         self.hits += len(states) - len(todo)
         if todo:
@@ -105,10 +106,10 @@ class NetEvaluator:
             if len(self.cache) + len(todo) > self.cache_size:
                 self.cache.clear()
             for j, k in enumerate(todo):
-                self.cache[k] = (p[j], v[j])
+                found[k] = self.cache[k] = (p[j], v[j])
             self.calls += 1
             self.positions += len(todo)
-        return np.stack([self.cache[k][0] for k in keys]), np.array([self.cache[k][1] for k in keys])
+        return np.stack([found[k][0] for k in keys]), np.array([found[k][1] for k in keys])
 
 
 class PolicyPlayer:
