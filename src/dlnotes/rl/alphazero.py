@@ -8,9 +8,11 @@ AlphaGo's policy and value networks and its tree search become one loop:
    training target is ``pi(a|s) = N(s, a) / sum_b N(s, b)``; the move played is sampled from
    ``pi`` for the first ``temp_moves`` moves (temperature 1) and is the most visited one after
    (temperature -> 0). When a game ends, every position gets ``z = +1/-1/0`` from its mover's view.
+   On CPU the games can be split over ``workers`` processes, each with a copy of the current weights.
 2. **train** on minibatches drawn from a replay window (the last ``window`` generations of
    games), each position moved by a random board symmetry, minimising
-   ``l = (z - v)^2 - pi^T log p + c ||theta||^2``.
+   ``l = (z - v)^2 - pi^T log p + c ||theta||^2``, with Adam's step size lowered along a cosine
+   (``lr_final``) as the time budget runs out.
 3. repeat; every ``eval_every`` generations the search player meets a fixed opponent
    (OpenSpiel's MCTS bot, perfect minimax, or random play) and the win rate ``w`` (draws count
    one half) gives an Elo-style rating gap ``400 log10(w / (1 - w))``.
