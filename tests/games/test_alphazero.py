@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -200,3 +201,24 @@ def test_dlnotes_play_through_stdin(run_recipe):
     bad = subprocess.run([sys.executable, "-m", "dlnotes.cli", "play", "tictactoe", "--run", str(run_dir)],
                          input="", capture_output=True, text=True, timeout=120, env=env)
     assert bad.returncode == 2 and "trained on connect4" in bad.stderr
+
+
+def test_time_budget_counts_training_not_matches(run_recipe, monkeypatch):
+    """Matches against the opponent are measurement: a slow match does not eat the training budget,
+    and both walls are reported."""
+    import dlnotes.rl.alphazero as az
+    real = az.play_match
+
+    def slow_match(*a, **k):
+        time.sleep(1.0)
+        return real(*a, **k)
+
+    monkeypatch.setattr(az, "play_match", slow_match)
+    run_dir, res = run_recipe("alphazero-tictactoe", overrides=["generations=50", "time_budget_s=3", "eval_every=1",
+                                                                "random_games=0", "final_games=2"])
+    assert res["generations"] >= 2
+    assert res["eval_wall_s"] >= res["generations"] * 1.0  # one slow match after every generation
+    assert 3.0 <= res["train_wall_s"] <= 3.0 + 2.0  # stopped by training time alone
+    curve = json.loads((run_dir / "curve.json").read_text())
+    assert [r["train_s"] for r in curve] == sorted(r["train_s"] for r in curve)
+    assert curve[-1]["wall_s"] >= curve[-1]["train_s"] + res["generations"] * 1.0

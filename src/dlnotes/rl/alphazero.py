@@ -17,6 +17,9 @@ AlphaGo's policy and value networks and its tree search become one loop:
    (OpenSpiel's MCTS bot, perfect minimax, or random play) and the win rate ``w`` (draws count
    one half) gives an Elo-style rating gap ``400 log10(w / (1 - w))``.
 
+The time budget ``time_budget_s`` counts training (self-play, updates, checkpoints); the matches
+are measurement, timed apart and reported as ``eval_wall_s`` next to ``train_wall_s``.
+
 One generation is one engine step: the network, optimiser, replay window and the rating curve
 are in the checkpoint, so ``dlnotes run --resume RUN_DIR`` continues self-play training.
 """
@@ -289,7 +292,7 @@ class AlphaZeroConfig:
     channels: int = 32  # conv channels of the residual tower
     blocks: int = 3  # residual blocks
     generations: int = 10_000  # self-play -> train iterations at most (the time budget usually ends a run first)
-    time_budget_s: float = 7200.0  # stop starting new generations after this many seconds (0: no limit)
+    time_budget_s: float = 7200.0  # stop starting new generations after this many seconds of training (0: no limit)
     games_per_generation: int = 32  # self-play games per generation, searched in lock step
     workers: int = 1  # self-play processes on CPU, each with a share of the games (1: in-process)
     simulations: int = 50  # MCTS simulations per self-play move
@@ -362,8 +365,15 @@ def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
         import multiprocessing as mp
         pool = mp.get_context("spawn").Pool(cfg.workers, _worker_init, (cfg.game, cfg.channels, cfg.blocks))
     t0 = time.time()
+    state = run.state
+    state.setdefault("train_s", state.get("wall_before", 0.0))  # training: self-play, updates, checkpoints
+    state.setdefault("eval_s", 0.0)  # matches against the opponent, timed apart from training
+
+    def trained_s() -> float:
+        return state["train_s"] + time.time() - t0
 
     def evaluate(gen: int, n_games: int, simulations: int = 0) -> dict:
+        train_s = trained_s()
         search_cfg = MCTSConfig(simulations, cfg.c_puct) if simulations else ecfg
         player = MCTSPlayer(NetEvaluator(net, run.device), search_cfg, seed=gen)
         opp = make_opponent(opponent_name, game, cfg.opponent_simulations, seed=1000 + gen)
@@ -373,16 +383,18 @@ def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
                "elo_vs_opponent": elo_gap(res["win_rate"], n_games), "games": n_games,
                "simulations": search_cfg.simulations,
                "win_rate_vs_random": rnd.get("win_rate"), "loss_rate_vs_random": rnd.get("loss"),
-               "wall_s": round(time.time() - t0 + run.state.get("wall_before", 0.0), 1)}
+               "train_s": round(train_s, 1),
+               "wall_s": round(time.time() - t0 + state.get("wall_before", 0.0), 1)}
         curve.append(row)
         return row
 
     gen = start
     for gen in run.steps(cfg.generations, unit="gen"):
-        if cfg.time_budget_s and run.state.get("wall_before", 0.0) + time.time() - t0 > cfg.time_budget_s:
-            run.print(f"time budget {cfg.time_budget_s:.0f}s reached after {gen} generations")
+        if cfg.time_budget_s and trained_s() > cfg.time_budget_s:
+            run.print(f"training budget {cfg.time_budget_s:.0f}s reached after {gen} generations "
+                      f"(and {state['eval_s']:.0f}s of matches)")
             break
-        lr = scheduled_lr(cfg, gen, run.state.get("wall_before", 0.0) + time.time() - t0)
+        lr = scheduled_lr(cfg, gen, trained_s())
         set_lr(opt, lr)
         ts = time.time()
         evaluator.clear()  # the weights changed since the last generation
@@ -410,14 +422,20 @@ def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
             losses = train_batch(net, opt, game, syms, bp[idx], bpi[idx], bz[idx], rng, run.device)
         run.log(gen, **losses, lr=lr, replay_positions=n, selfplay_s=selfplay_s,
                 selfplay_positions_per_s=len(zs) / max(selfplay_s, 1e-9), **stats)
+        eval_s = 0.0
         if cfg.eval_every and (gen + 1) % cfg.eval_every == 0:
+            te = time.time()
             row = evaluate(gen + 1, cfg.eval_games)
+            eval_s = time.time() - te
             vs_random = {"win_rate_vs_random": row["win_rate_vs_random"]} if cfg.random_games else {}
             run.log(gen, win_rate=row["win_rate"], elo_vs_opponent=row["elo_vs_opponent"], **vs_random)
             run.print(f"gen {gen + 1}: win rate {row['win_rate']:.3f} vs {opponent_name} "
                       f"(elo {row['elo_vs_opponent']:+.0f}), vs random {row['win_rate_vs_random']}")
-        run.state["wall_before"] = run.state.get("wall_before", 0.0) + time.time() - t0
-        t0 = time.time()
+        now = time.time()
+        state["wall_before"] = state.get("wall_before", 0.0) + now - t0
+        state["train_s"] += now - t0 - eval_s
+        state["eval_s"] += eval_s
+        t0 = now
     if pool is not None:
         pool.close()
         pool.join()
@@ -431,7 +449,8 @@ def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
               "loss_rate_vs_random": final["loss_rate_vs_random"], "generations": generations_done,
               "final_games": cfg.final_games, "final_simulations": final["simulations"], "opponent": opponent_name,
               "selfplay_positions": run.state.get("positions", 0),
-              "throughput": run.state.get("positions", 0) / max(run.state.get("wall_before", 1e-9), 1e-9)}
+              "train_wall_s": round(state["train_s"], 1), "eval_wall_s": round(state["eval_s"], 1),
+              "throughput": state.get("positions", 0) / max(state["train_s"], 1e-9)}
     return result
 
 
@@ -496,8 +515,8 @@ def alphazero_tictactoe(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
 
 
 @recipe("alphazero-connect4", lecture=11, section=_SECTION, config=AlphaZeroConfig,
-        presets={"full": {"game": "connect4", "lr_final": 0.1, "eval_every": 10, "final_simulations": 800,
-                          "workers": 2},
+        presets={"full": {"game": "connect4", "lr_final": 0.1, "eval_every": 40, "random_games": 10,
+                          "final_simulations": 800, "workers": 2},
                  "quick": {"generations": 2, "games_per_generation": 8, "simulations": 16, "train_steps": 10,
                            "batch_size": 64, "channels": 16, "blocks": 1, "eval_every": 0, "final_games": 4,
                            "random_games": 4, "eval_simulations": 16, "final_simulations": 0, "workers": 1,
