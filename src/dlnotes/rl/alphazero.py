@@ -389,53 +389,58 @@ def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
         return row
 
     gen = start
-    for gen in run.steps(cfg.generations, unit="gen"):
-        if cfg.time_budget_s and trained_s() > cfg.time_budget_s:
-            run.print(f"training budget {cfg.time_budget_s:.0f}s reached after {gen} generations "
-                      f"(and {state['eval_s']:.0f}s of matches)")
-            break
-        lr = scheduled_lr(cfg, gen, trained_s())
-        set_lr(opt, lr)
-        ts = time.time()
-        evaluator.clear()  # the weights changed since the last generation
+    try:
+        for gen in run.steps(cfg.generations, unit="gen"):
+            if cfg.time_budget_s and trained_s() > cfg.time_budget_s:
+                run.print(f"training budget {cfg.time_budget_s:.0f}s reached after {gen} generations "
+                          f"(and {state['eval_s']:.0f}s of matches)")
+                break
+            lr = scheduled_lr(cfg, gen, trained_s())
+            set_lr(opt, lr)
+            ts = time.time()
+            evaluator.clear()  # the weights changed since the last generation
+            if pool is not None:
+                planes, pis, zs, stats = parallel_self_play(pool, net, cfg.games_per_generation, cfg.workers, mcfg,
+                                                            cfg.temp_moves, rng)
+            else:
+                planes, pis, zs, stats = self_play(evaluator, game, cfg.games_per_generation, mcfg, cfg.temp_moves, rng)
+            selfplay_s = time.time() - ts
+            run.state["positions"] = run.state.get("positions", 0) + len(zs)
+            gens = np.full(len(zs), gen, dtype=np.int64)
+            if buf:  # append, then drop generations older than the window
+                keep = buf["gen"].numpy() > gen - cfg.window
+                buf["planes"] = torch.cat([buf["planes"][keep], torch.from_numpy(planes)])
+                buf["pi"] = torch.cat([buf["pi"][keep], torch.from_numpy(pis)])
+                buf["z"] = torch.cat([buf["z"][keep], torch.from_numpy(zs)])
+                buf["gen"] = torch.cat([buf["gen"][keep], torch.from_numpy(gens)])
+            else:
+                buf.update(planes=torch.from_numpy(planes), pi=torch.from_numpy(pis), z=torch.from_numpy(zs),
+                           gen=torch.from_numpy(gens))
+            n = len(buf["z"])
+            bp, bpi, bz = buf["planes"].numpy(), buf["pi"].numpy(), buf["z"].numpy()
+            for _ in range(cfg.train_steps):
+                idx = rng.integers(n, size=min(cfg.batch_size, n))
+                losses = train_batch(net, opt, game, syms, bp[idx], bpi[idx], bz[idx], rng, run.device)
+            run.log(gen, **losses, lr=lr, replay_positions=n, selfplay_s=selfplay_s,
+                    selfplay_positions_per_s=len(zs) / max(selfplay_s, 1e-9), **stats)
+            eval_s = 0.0
+            if cfg.eval_every and (gen + 1) % cfg.eval_every == 0:
+                te = time.time()
+                row = evaluate(gen + 1, cfg.eval_games)
+                eval_s = time.time() - te
+                vs_random = {"win_rate_vs_random": row["win_rate_vs_random"]} if cfg.random_games else {}
+                run.log(gen, win_rate=row["win_rate"], elo_vs_opponent=row["elo_vs_opponent"], **vs_random)
+                run.print(f"gen {gen + 1}: win rate {row['win_rate']:.3f} vs {opponent_name} "
+                          f"(elo {row['elo_vs_opponent']:+.0f}), vs random {row['win_rate_vs_random']}")
+            now = time.time()
+            state["wall_before"] = state.get("wall_before", 0.0) + now - t0
+            state["train_s"] += now - t0 - eval_s
+            state["eval_s"] += eval_s
+            t0 = now
+    except BaseException:  # an error or ctrl-c: stop the self-play processes now
         if pool is not None:
-            planes, pis, zs, stats = parallel_self_play(pool, net, cfg.games_per_generation, cfg.workers, mcfg,
-                                                        cfg.temp_moves, rng)
-        else:
-            planes, pis, zs, stats = self_play(evaluator, game, cfg.games_per_generation, mcfg, cfg.temp_moves, rng)
-        selfplay_s = time.time() - ts
-        run.state["positions"] = run.state.get("positions", 0) + len(zs)
-        gens = np.full(len(zs), gen, dtype=np.int64)
-        if buf:  # append, then drop generations older than the window
-            keep = buf["gen"].numpy() > gen - cfg.window
-            buf["planes"] = torch.cat([buf["planes"][keep], torch.from_numpy(planes)])
-            buf["pi"] = torch.cat([buf["pi"][keep], torch.from_numpy(pis)])
-            buf["z"] = torch.cat([buf["z"][keep], torch.from_numpy(zs)])
-            buf["gen"] = torch.cat([buf["gen"][keep], torch.from_numpy(gens)])
-        else:
-            buf.update(planes=torch.from_numpy(planes), pi=torch.from_numpy(pis), z=torch.from_numpy(zs),
-                       gen=torch.from_numpy(gens))
-        n = len(buf["z"])
-        bp, bpi, bz = buf["planes"].numpy(), buf["pi"].numpy(), buf["z"].numpy()
-        for _ in range(cfg.train_steps):
-            idx = rng.integers(n, size=min(cfg.batch_size, n))
-            losses = train_batch(net, opt, game, syms, bp[idx], bpi[idx], bz[idx], rng, run.device)
-        run.log(gen, **losses, lr=lr, replay_positions=n, selfplay_s=selfplay_s,
-                selfplay_positions_per_s=len(zs) / max(selfplay_s, 1e-9), **stats)
-        eval_s = 0.0
-        if cfg.eval_every and (gen + 1) % cfg.eval_every == 0:
-            te = time.time()
-            row = evaluate(gen + 1, cfg.eval_games)
-            eval_s = time.time() - te
-            vs_random = {"win_rate_vs_random": row["win_rate_vs_random"]} if cfg.random_games else {}
-            run.log(gen, win_rate=row["win_rate"], elo_vs_opponent=row["elo_vs_opponent"], **vs_random)
-            run.print(f"gen {gen + 1}: win rate {row['win_rate']:.3f} vs {opponent_name} "
-                      f"(elo {row['elo_vs_opponent']:+.0f}), vs random {row['win_rate_vs_random']}")
-        now = time.time()
-        state["wall_before"] = state.get("wall_before", 0.0) + now - t0
-        state["train_s"] += now - t0 - eval_s
-        state["eval_s"] += eval_s
-        t0 = now
+            pool.terminate()
+        raise
     if pool is not None:
         pool.close()
         pool.join()
