@@ -218,7 +218,7 @@ def test_time_budget_counts_training_not_matches(run_recipe, monkeypatch):
                                                                 "random_games=0", "final_games=2"])
     assert res["generations"] >= 2
     assert res["eval_wall_s"] >= res["generations"] * 1.0  # one slow match after every generation
-    assert 3.0 <= res["train_wall_s"] <= 3.0 + 2.0  # stopped by training time alone
+    assert res["train_wall_s"] <= 3.0 + 0.1  # stopped by training time alone, before a generation would overrun it
     curve = json.loads((run_dir / "curve.json").read_text())
     assert [r["train_s"] for r in curve] == sorted(r["train_s"] for r in curve)
     assert curve[-1]["wall_s"] >= curve[-1]["train_s"] + res["generations"] * 1.0

@@ -17,7 +17,8 @@ AlphaGo's policy and value networks and its tree search become one loop:
    (OpenSpiel's MCTS bot, perfect minimax, or random play) and the win rate ``w`` (draws count
    one half) gives an Elo-style rating gap ``400 log10(w / (1 - w))``.
 
-The time budget ``time_budget_s`` counts training (self-play, updates, checkpoints); the matches
+The time budget ``time_budget_s`` counts training (self-play, updates, checkpoints); no generation
+starts that would end past it (each is assumed to take as long as the one before). The matches
 are measurement, timed apart and reported as ``eval_wall_s`` next to ``train_wall_s``.
 
 One generation is one engine step: the network, optimiser, replay window and the rating curve
@@ -391,9 +392,10 @@ def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
     gen = start
     try:
         for gen in run.steps(cfg.generations, unit="gen"):
-            if cfg.time_budget_s and trained_s() > cfg.time_budget_s:
+            # stop before a generation that would end past the budget (it takes about as long as the last)
+            if cfg.time_budget_s and trained_s() + state.get("last_gen_s", 0.0) > cfg.time_budget_s:
                 run.print(f"training budget {cfg.time_budget_s:.0f}s reached after {gen} generations "
-                          f"(and {state['eval_s']:.0f}s of matches)")
+                          f"({trained_s():.0f}s of training, {state['eval_s']:.0f}s of matches)")
                 break
             lr = scheduled_lr(cfg, gen, trained_s())
             set_lr(opt, lr)
@@ -434,7 +436,8 @@ def alphazero(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
                           f"(elo {row['elo_vs_opponent']:+.0f}), vs random {row['win_rate_vs_random']}")
             now = time.time()
             state["wall_before"] = state.get("wall_before", 0.0) + now - t0
-            state["train_s"] += now - t0 - eval_s
+            state["last_gen_s"] = now - t0 - eval_s
+            state["train_s"] += state["last_gen_s"]
             state["eval_s"] += eval_s
             t0 = now
     except BaseException:  # an error or ctrl-c: stop the self-play processes now
@@ -535,10 +538,11 @@ def alphazero_connect4(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
 @recipe("alphazero-go9", lecture=11, section=_SECTION, config=AlphaZeroConfig,
         presets={"full": {"game": "go9", "channels": 64, "blocks": 4, "simulations": 64, "games_per_generation": 32,
                           "dirichlet_alpha": 0.1, "temp_moves": 20, "opponent_simulations": 400,
-                          "eval_every": 5, "eval_simulations": 100},
+                          "lr_final": 0.1, "workers": 2, "eval_every": 15, "eval_games": 10, "random_games": 4,
+                          "eval_simulations": 100},
                  "quick": {"generations": 1, "games_per_generation": 2, "simulations": 4, "train_steps": 4,
                            "batch_size": 64, "channels": 8, "blocks": 1, "eval_every": 0, "final_games": 2,
-                           "random_games": 0, "eval_simulations": 4, "opponent": "random"}},
+                           "random_games": 0, "eval_simulations": 4, "opponent": "random", "workers": 1}},
         target=None)
 def alphazero_go9(cfg: AlphaZeroConfig, run: Run) -> dict[str, float]:
     """AlphaZero on 9x9 Go (captures, ko, superko, area scoring); win rate vs OpenSpiel MCTS (400 rollouts)."""
