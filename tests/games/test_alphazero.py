@@ -205,20 +205,27 @@ def test_dlnotes_play_through_stdin(run_recipe):
 
 def test_time_budget_counts_training_not_matches(run_recipe, monkeypatch):
     """Matches against the opponent are measurement: a slow match does not eat the training budget,
-    and both walls are reported."""
+    and both walls are reported. No generation starts that would end past the budget."""
     import dlnotes.rl.alphazero as az
-    real = az.play_match
+    real_match, real_self_play = az.play_match, az.self_play
 
     def slow_match(*a, **k):
         time.sleep(1.0)
-        return real(*a, **k)
+        return real_match(*a, **k)
+
+    def slow_self_play(*a, **k):  # every generation takes a little over 1 s
+        time.sleep(1.0)
+        return real_self_play(*a, **k)
 
     monkeypatch.setattr(az, "play_match", slow_match)
-    run_dir, res = run_recipe("alphazero-tictactoe", overrides=["generations=50", "time_budget_s=3", "eval_every=1",
-                                                                "random_games=0", "final_games=2"])
-    assert res["generations"] >= 2
+    monkeypatch.setattr(az, "self_play", slow_self_play)
+    run_dir, res = run_recipe("alphazero-tictactoe", overrides=["generations=50", "time_budget_s=3.5",
+                                                                "eval_every=1", "random_games=0", "final_games=2",
+                                                                "games_per_generation=8", "simulations=8"])
+    assert 2 <= res["generations"] <= 3  # stopped by the training budget, not by the generation count
     assert res["eval_wall_s"] >= res["generations"] * 1.0  # one slow match after every generation
-    assert res["train_wall_s"] <= 3.0 + 0.1  # stopped by training time alone, before a generation would overrun it
+    # the matches did not count, and the generation that would have crossed 3.5 s (to about 4.4 s) never started
+    assert res["generations"] * 1.0 <= res["train_wall_s"] <= 3.5
     curve = json.loads((run_dir / "curve.json").read_text())
     assert [r["train_s"] for r in curve] == sorted(r["train_s"] for r in curve)
     assert curve[-1]["wall_s"] >= curve[-1]["train_s"] + res["generations"] * 1.0
