@@ -53,6 +53,30 @@ def test_augmentations_keep_shape_range_and_differ_per_image():
                                       torch.Generator().manual_seed(2), p=1.0), x)
 
 
+def test_augmentations_run_on_their_inputs_device():
+    # parameters come from a CPU generator, the image work stays where the batch is (a GPU in a CUDA
+    # run); the meta device carries no data, so any op that fell back to the CPU would raise here
+    g = torch.Generator().manual_seed(0)
+    x = torch.empty(4, 1, 28, 28, device="meta")
+    for fn in (A.random_affine, A.random_resized_crop, A.random_hflip, A.gaussian_noise, A.gaussian_blur):
+        assert fn(x, g).device.type == "meta"
+    assert simclr_views(x, g, flip=True).device.type == "meta"
+
+
+def test_fine_tuning_augments_batches_on_the_models_device():
+    from dlnotes.nn.backbones import SmallResNet
+    from dlnotes.selfsup.probe import train_classifier
+    seen = []
+
+    def augment(xb, g):
+        seen.append(xb.device.type)
+        return xb
+    enc = SmallResNet(width=8, depth=1)
+    x, y = torch.randint(0, 256, (20, 28, 28), dtype=torch.uint8), torch.arange(20) % 3
+    model = train_classifier(enc, enc.out_dim, x, y, steps=2, batch=8, lr=1e-3, augment=augment, device="meta")
+    assert seen == ["meta", "meta"] and next(model.parameters()).device.type == "meta"
+
+
 def test_blur_keeps_a_constant_image_constant():
     x = torch.full((3, 1, 10, 10), 0.3)
     assert torch.allclose(A.gaussian_blur(x, torch.Generator().manual_seed(0), p=1.0), x, atol=1e-6)

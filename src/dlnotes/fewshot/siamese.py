@@ -100,10 +100,10 @@ def omniglot_siamese(cfg: SiameseConfig, run: Run) -> dict[str, float]:
     def step_loss(step):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         (c1, d1), (c2, d2), same = sample_pairs(train.images, cfg.batch, g)
-        x = to_float(torch.cat([train.images[c1, d1], train.images[c2, d2]]))  # (2B, 1, H, W)
+        x = to_float(torch.cat([train.images[c1, d1], train.images[c2, d2]]).to(run.device))  # (2B, 1, H, W)
         if cfg.augment:
             x = random_affine(x, g)
-        z = model.embed(x.to(run.device))
+        z = model.embed(x)
         logits = model.pair_logits(z[: cfg.batch], z[cfg.batch:]).float()
         same = same.to(run.device)
         return model.loss(logits, same), ((logits > 0).float() == same).float().mean().item()

@@ -366,11 +366,11 @@ def run_clip(cfg: CLIPConfig, run: Run) -> dict[str, float]:
         idx = sampler.indices(step)
         caps = [(digit_caption if domains[i] == "mnist" else fashion_caption)(int(y_all[i]), attrs[i], g)
                 for i in idx.tolist()]
-        x = to_float(x_all[idx])
+        x = to_float(x_all[idx].to(run.device))  # augmented on the model's device
         if cfg.augment:
             x = random_affine(x, g, degrees=8, shear=0.1, scale=(0.9, 1.1), translate=0.06)
         with run.autocast():
-            loss = (net.module if hasattr(net, "module") else net).loss(x.to(run.device), tok.encode(caps).to(run.device))
+            loss = (net.module if hasattr(net, "module") else net).loss(x, tok.encode(caps).to(run.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

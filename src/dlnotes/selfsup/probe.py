@@ -142,10 +142,10 @@ def train_classifier(encoder: nn.Module, feat_dim: int, x: torch.Tensor, y: torc
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         idx = torch.randint(0, len(x), (min(batch, len(x)),), generator=g)
-        xb = to_float(x[idx])
+        xb = to_float(x[idx].to(device))  # augmented on the model's device
         if augment is not None:
             xb = augment(xb, g)
-        loss = F.cross_entropy(model(xb.to(device)), y[idx].to(device))
+        loss = F.cross_entropy(model(xb), y[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -110,10 +110,10 @@ def run_simclr(cfg: SimCLRConfig, run: Run) -> dict[str, float]:
     seed = torch.initial_seed()
     for step in run.steps(total, unit="img", items_per_step=cfg.batch):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        x = to_float(x_tr[sampler.indices(step)])  # (B, 1, H, W)
+        x = to_float(x_tr[sampler.indices(step)].to(run.device))  # (B, 1, H, W), augmented where the model runs
         v1, v2 = simclr_views(x, g, flip, cfg.crop_area), simclr_views(x, g, flip, cfg.crop_area)
         with run.autocast():
-            z = net(torch.cat([v1, v2]).to(run.device)).float()  # (2B, D), one batch: shared BN statistics
+            z = net(torch.cat([v1, v2])).float()  # (2B, D), one batch: shared BN statistics
         loss = nt_xent(z[: len(x)], z[len(x):], cfg.tau)  # similarities in fp32 even under --amp bf16
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -78,8 +78,9 @@ def transfer_few_labels(cfg: TransferConfig, run: Run) -> dict[str, float]:
     for step in run.steps(cfg.pretrain_steps, unit="img", items_per_step=cfg.batch):
         g = torch.Generator().manual_seed(step)
         idx = sampler.indices(step)
-        x = random_affine(to_float(x_src[idx]), g, degrees=5, shear=0.1, scale=(0.9, 1.1), translate=0.05)
-        loss = F.cross_entropy(model(x.to(run.device)), y_src[idx].to(run.device))
+        x = to_float(x_src[idx].to(run.device))  # augmented on the model's device
+        x = random_affine(x, g, degrees=5, shear=0.1, scale=(0.9, 1.1), translate=0.05)
+        loss = F.cross_entropy(model(x), y_src[idx].to(run.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
