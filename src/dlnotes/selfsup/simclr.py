@@ -80,7 +80,8 @@ class SimCLRConfig:
     proj_dim: int = 64  # output width of the projection head h
     tau: float = 0.5  # temperature of NT-Xent
     batch: int = 256  # images per step (2x views)
-    epochs: float = 30.0  # pretraining passes over the training images (15: probe 0.877, 1% probe 0.802)
+    epochs: float = 30.0  # pretraining passes (15: probe 0.877, 1% probe 0.802; 40 on an H200: 0.882, 0.825,
+    #                       scratch at 1% 0.819: gain +0.6 points at 1%, against -0.3 at 30 epochs)
     lr: float = 2e-3  # Adam learning rate (cosine decay)
     weight_decay: float = 1e-6  # Adam weight decay
     crop_area: float = 0.3  # smallest area fraction of the random resized crop
