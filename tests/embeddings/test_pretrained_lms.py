@@ -71,6 +71,30 @@ def test_nsp_pairs_layout(wordpiece):
     assert ids.shape[1] == 48
 
 
+def test_nsp_pairs_pack_whole_sentence_spans(wordpiece):
+    docs = [" ".join(f"Item {d} number {k} is here." for k in range(12)) for d in range(30)]
+    data = B.PairData(wordpiece, docs, max_len=40, short_prob=0.0)
+    streams = [",".join(str(t) for k in np.nonzero(data.doc_of == d)[0] for t in data.sents[k]) for d in range(30)]
+
+    def docs_holding(tokens):  # documents whose token stream contains ``tokens`` contiguously
+        key = ",".join(map(str, tokens))
+        return {d for d, s in enumerate(streams) if f",{key}," in f",{s},"}
+
+    ids, seg, special, is_next = data.batch(64, seed=1)
+    assert 0.3 < is_next.float().mean() < 0.7
+    assert (ids != data.pad).float().mean() > 0.9  # spans fill the input (one sentence each would not)
+    for r in range(64):
+        row = ids[r][ids[r] != data.pad].tolist()
+        cut = row.index(data.sep)
+        a, b = row[1:cut], row[cut + 1:-1]
+        assert a and b
+        (doc_a,) = docs_holding(a)
+        if is_next[r]:
+            assert docs_holding(a + b) == {doc_a}  # B continues A in its document
+        else:
+            assert len(docs_holding(b)) == 1 and doc_a not in docs_holding(b)  # B comes from another one
+
+
 def test_bert_padding_does_not_change_features():
     torch.manual_seed(0)
     m = B.BERT(50, 16, 2, 2, 16, 0.0).eval()

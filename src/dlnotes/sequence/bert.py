@@ -8,8 +8,9 @@ masked as keys); each layer's output is a contextual feature for every token.
 Masked LM: 15% of the (non-special) positions are chosen; of those, 80% are replaced by ``[MASK]``, 10% by
 a random token and 10% left unchanged, and the model predicts the original token there only:
 ``L_MLM = -mean_{chosen t} log p(x_t | x~)``, with a head ``LN(GELU(W h_t))`` -> logits tied to the token
-embedding. Next-sentence prediction: B is the sentence that followed A (label 1) or a random sentence
-(label 0), half the time each; a tanh "pooler" on the ``[CLS]`` state feeds a 2-way classifier.
+embedding. Next-sentence prediction: B is the text that followed A (label 1) or text from another document
+(label 0), half the time each; a tanh "pooler" on the ``[CLS]`` state feeds a 2-way classifier. A and B are
+spans of whole sentences packed to fill the input, as in the BERT paper's pretraining data (see PairData).
 ``L = L_MLM + L_NSP``.
 """
 from __future__ import annotations
@@ -119,39 +120,61 @@ def split_sentences(paragraph: str) -> list[str]:
 
 
 class PairData:
-    """Tokenised sentences grouped by paragraph, and a builder of NSP pairs for a (seed, step)."""
+    """Tokenised sentences grouped by document, and a builder of NSP pairs for a (seed, step).
 
-    def __init__(self, tok, paragraphs, max_len: int):
-        self.tok, self.max_len = tok, max_len
+    As in BERT's own data pipeline, a segment is a span of consecutive whole sentences, not one sentence:
+    a chunk of a document is read from a random sentence until it holds ``max_len - 3`` tokens (with
+    probability ``short_prob`` a random shorter target, so short inputs like fine-tuning sentences are seen
+    too), A takes its first 1..k-1 sentences, and B is the rest of the chunk (label 1, "is next") or a span
+    read from a random place in another document (label 0). If the pair is too long, the longer side loses
+    tokens, A from its start and B from its end, so the A|B boundary is never cut. Packing whole spans
+    fills the input: single-sentence pairs left 46% of a 128-token input as padding on our Wikipedia text."""
+
+    def __init__(self, tok, documents, max_len: int, short_prob: float = 0.1):
+        self.tok, self.max_len, self.short_prob = tok, max_len, short_prob
         self.pad, self.cls, self.sep = (tok.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]"))
         self.mask_id = tok.token_to_id("[MASK]")
-        sents, para_of = [], []
-        paras = [split_sentences(p) for p in paragraphs]
-        flat = [s for p in paras for s in p]
-        enc = tok.encode_batch(flat, add_special_tokens=False) if flat else []
-        k = 0
-        for pi, p in enumerate(paras):
-            for _ in p:
-                sents.append(enc[k].ids)
-                para_of.append(pi)
-                k += 1
-        self.sents, self.para_of = sents, np.array(para_of)
-        # a sentence can start a "next" pair when the following sentence is in the same paragraph
-        self.has_next = np.nonzero(self.para_of[:-1] == self.para_of[1:])[0]
+        docs = [split_sentences(d) for d in documents]
+        flat = [s for d in docs for s in d]
+        self.sents = [e.ids for e in tok.encode_batch(flat, add_special_tokens=False)] if flat else []
+        self.doc_of = np.repeat(np.arange(len(docs)), [len(d) for d in docs])
+        # a sentence can start an "is next" pair when the following sentence is in the same document
+        self.has_next = np.nonzero(self.doc_of[:-1] == self.doc_of[1:])[0]
+        self.doc_end = np.searchsorted(self.doc_of, self.doc_of, side="right")  # one past each doc's last sentence
+
+    def span(self, start: int, need: int, at_least: int = 1) -> list[list[int]]:
+        """Consecutive sentences of ``start``'s document from ``start`` until they hold ``need`` tokens
+        (or the document ends); at least ``at_least`` sentences when the document has them."""
+        out, n, i = [], 0, start
+        while i < self.doc_end[start] and (n < need or len(out) < at_least):
+            out.append(self.sents[i])
+            n += len(self.sents[i])
+            i += 1
+        return out
 
     def batch(self, n: int, seed: int):
         rng = np.random.default_rng(seed)
+        budget = self.max_len - 3
         first = rng.choice(self.has_next, n)
         is_next = rng.random(n) < 0.5
-        second = np.where(is_next, first + 1, rng.integers(0, len(self.sents), n))
-        budget = self.max_len - 3
+        target = np.where(rng.random(n) < self.short_prob, rng.integers(2, budget + 1, n), budget)
+        split, other = rng.random(n), rng.integers(0, len(self.sents), n)
         ids = torch.full((n, self.max_len), self.pad, dtype=torch.long)
         seg = torch.zeros((n, self.max_len), dtype=torch.long)
-        for r, (a, b) in enumerate(zip(first, second)):
-            A, B = self.sents[a], self.sents[b]
+        for r in range(n):
+            chunk = self.span(first[r], target[r], at_least=2)
+            k = 1 + int(split[r] * (len(chunk) - 1))  # sentences in A: 1 .. len(chunk) - 1
+            A = [t for s in chunk[:k] for t in s]
+            if is_next[r]:
+                B = [t for s in chunk[k:] for t in s]
+            else:
+                o = other[r]
+                if self.doc_of[o] == self.doc_of[first[r]]:  # another document, so B never follows A
+                    o = (self.doc_end[o]) % len(self.sents)
+                B = [t for s in self.span(o, target[r] - len(A)) for t in s]
             la = min(len(A), max(budget // 2, budget - len(B)))
             lb = min(len(B), budget - la)
-            row = [self.cls] + A[:la] + [self.sep] + B[:lb] + [self.sep]
+            row = [self.cls] + A[len(A) - la:] + [self.sep] + B[:lb] + [self.sep]
             ids[r, :len(row)] = torch.tensor(row)
             seg[r, la + 2:len(row)] = 1
         special = (ids == self.pad) | (ids == self.cls) | (ids == self.sep)
@@ -164,7 +187,7 @@ def load_pairs(tok, cfg: BERTConfig, held_out: bool) -> PairData:
         cut = int(0.9 * len(paras))
         paras = paras[cut:] if held_out else paras[:cut]
     else:
-        paras = list(TK.wiki_paragraphs(TK.wiki_files(cfg.wiki_files, held_out)))
+        paras = list(TK.wiki_paragraphs(TK.wiki_files(cfg.wiki_files, held_out), documents=True))
     return PairData(tok, paras, cfg.max_len)
 
 

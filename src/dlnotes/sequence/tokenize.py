@@ -28,21 +28,32 @@ BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 GPT_EOT = "<|endoftext|>"
 
 
-def wiki_paragraphs(files: list[str]):
-    """Raw paragraph lines (original case) of the given ``enwiki/wiki_NN.gz`` files; titles and tags skipped."""
+def wiki_paragraphs(files: list[str], documents: bool = False):
+    """Raw paragraph lines (original case) of the given ``enwiki/wiki_NN.gz`` files; titles and tags skipped.
+    With ``documents``, one string per article instead: its paragraphs joined by spaces, in order."""
     for f in files:
         with gzip.open(path("english_corpus", f), "rt", encoding="utf-8") as fh:
-            skip_title = False
+            skip_title, doc = False, []
             for line in fh:
                 if line.startswith("<doc"):
-                    skip_title = True
+                    skip_title, doc = True, []
                     continue
-                if line.startswith("</doc") or not line.strip():
+                if line.startswith("</doc"):
+                    if documents and doc:
+                        yield " ".join(doc)
+                    doc = []
+                    continue
+                if not line.strip():
                     continue
                 if skip_title:
                     skip_title = False
                     continue
-                yield line.strip()
+                if documents:
+                    doc.append(line.strip())
+                else:
+                    yield line.strip()
+            if documents and doc:  # a file cut inside an article
+                yield " ".join(doc)
 
 
 def wiki_files(n: int, held_out: bool = False) -> list[str]:
