@@ -210,7 +210,9 @@ def sst2_recipe(cfg: FinetuneConfig, run: Run) -> dict[str, float]:
 _TARGET = "issue 4: pretraining improves SST-2 dev accuracy by >= 2 points over scratch; best model >= 82%"
 # pretraining steps meant to leave the fine-tunes room in the issue's 90 minutes per model on a 2-core CPU
 # (measured sharing the CPU: GPT-2 3500 steps 61 min, ELMo 2500 steps 60 min, BERT its default 6000 steps 62 min;
-# ELMo's two fine-tunes then took 65 min, so sst2-elmo overran: 121 min)
+# ELMo's two fine-tunes then took 65 min, so sst2-elmo overran: 121 min). Those were an Intel CPU's times;
+# on the 2-core AMD machine (fp32) a BERT step takes 1.15 s, so 6000 steps take 115 min there and only
+# about 2800 fit (MLM loss 6.29 after them: still near the unigram plateau, and a gain of -1.7 points)
 _PRETRAIN_FULL = {"gpt2": "iters=3500", "bert": "", "elmo": "iters=2500"}
 _QUICK = {"train_size": 600, "dev_size": 200, "epochs": 1.0, "batch_size": 16, "warmup": 5, "max_len": 32}
 for _kind in ("gpt2", "bert", "elmo"):
