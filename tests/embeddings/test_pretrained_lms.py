@@ -13,6 +13,7 @@ from dlnotes.sequence import elmo as E
 from dlnotes.sequence import finetune as FT
 from dlnotes.sequence import gpt2 as G
 from dlnotes.sequence import tokenize as TK
+from tests.conftest import needs_data
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,26 @@ def test_nsp_pairs_pack_whole_sentence_spans(wordpiece):
             assert docs_holding(a + b) == {doc_a}  # B continues A in its document
         else:
             assert len(docs_holding(b)) == 1 and doc_a not in docs_holding(b)  # B comes from another one
+
+
+def test_nsp_pairs_refuse_documents_without_two_sentences(wordpiece):
+    with pytest.raises(ValueError, match="two sentences"):
+        B.PairData(wordpiece, ["One sentence only here.", "Another lone sentence here."], max_len=32)
+
+
+@needs_data("english_corpus")
+def test_wiki_documents_hold_every_paragraph_in_order():
+    import gzip
+
+    from dlnotes.data.registry import path
+
+    files = TK.wiki_files(0, held_out=True)
+    paras = list(TK.wiki_paragraphs(files))
+    docs = list(TK.wiki_paragraphs(files, documents=True))
+    with gzip.open(path("english_corpus", files[0]), "rt", encoding="utf-8") as fh:
+        articles = sum(line.startswith("<doc") for line in fh)
+    assert 1 < len(docs) <= articles < len(paras)  # one string per article (an article may be title-only)
+    assert " ".join(docs) == " ".join(paras)  # nothing lost, nothing reordered
 
 
 def test_bert_padding_does_not_change_features():

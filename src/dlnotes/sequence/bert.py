@@ -140,6 +140,9 @@ class PairData:
         self.doc_of = np.repeat(np.arange(len(docs)), [len(d) for d in docs])
         # a sentence can start an "is next" pair when the following sentence is in the same document
         self.has_next = np.nonzero(self.doc_of[:-1] == self.doc_of[1:])[0]
+        if len(self.has_next) == 0:
+            raise ValueError(f"NSP pairs need a document with two sentences of 3+ words; the {len(documents)} "
+                             "documents given have none (check the corpus files, or pass whole documents)")
         self.doc_end = np.searchsorted(self.doc_of, self.doc_of, side="right")  # one past each doc's last sentence
 
     def span(self, start: int, need: int, at_least: int = 1) -> list[list[int]]:
@@ -170,7 +173,7 @@ class PairData:
             else:
                 o = other[r]
                 if self.doc_of[o] == self.doc_of[first[r]]:  # another document, so B never follows A
-                    o = (self.doc_end[o]) % len(self.sents)
+                    o = self.doc_end[o] % len(self.sents)
                 B = [t for s in self.span(o, target[r] - len(A)) for t in s]
             la = min(len(A), max(budget // 2, budget - len(B)))
             lb = min(len(B), budget - la)
@@ -187,7 +190,7 @@ def load_pairs(tok, cfg: BERTConfig, held_out: bool) -> PairData:
         cut = int(0.9 * len(paras))
         paras = paras[cut:] if held_out else paras[:cut]
     else:
-        paras = list(TK.wiki_paragraphs(TK.wiki_files(cfg.wiki_files, held_out), documents=True))
+        paras = list(TK.wiki_paragraphs(TK.wiki_files(cfg.wiki_files, held_out), documents=True))  # articles
     return PairData(tok, paras, cfg.max_len)
 
 
