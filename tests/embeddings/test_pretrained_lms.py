@@ -96,6 +96,20 @@ def test_nsp_pairs_pack_whole_sentence_spans(wordpiece):
             assert len(docs_holding(b)) == 1 and doc_a not in docs_holding(b)  # B comes from another one
 
 
+def test_nsp_pairs_without_packing_hold_one_sentence_each(wordpiece):
+    docs = [" ".join(f"Item {d} number {k} is here." for k in range(12)) for d in range(30)]
+    data = B.PairData(wordpiece, docs, max_len=40, short_prob=0.0, pack=False)
+    sents = {tuple(s): i for i, s in enumerate(data.sents)}  # every sentence differs (its doc and number)
+    ids, seg, special, is_next = data.batch(64, seed=1)
+    assert 0.3 < is_next.float().mean() < 0.7
+    for r in range(64):
+        row = ids[r][ids[r] != data.pad].tolist()
+        cut = row.index(data.sep)
+        a, b = sents[tuple(row[1:cut])], sents[tuple(row[cut + 1:-1])]  # each side is exactly one sentence
+        assert (b == a + 1) if is_next[r] else (data.doc_of[b] != data.doc_of[a])
+        assert seg[r, cut + 1:len(row)].eq(1).all() and seg[r, :cut + 1].eq(0).all()
+
+
 def test_nsp_pairs_refuse_documents_without_two_sentences(wordpiece):
     with pytest.raises(ValueError, match="two sentences"):
         B.PairData(wordpiece, ["One sentence only here.", "Another lone sentence here."], max_len=32)
@@ -261,3 +275,28 @@ def test_length_grouped_batches_cover_every_sentence_once_with_little_padding():
     random = sum(32 * lengths[rng.permutation(1000)[:32]].max() for _ in range(len(batches)))
     assert padded < 0.7 * random  # grouped batches carry far less padding than random ones
     assert not np.array_equal(batches[0], FT.length_grouped_batches(lengths, 32, seed=1, pool=10)[0])
+
+
+# ----------------------------------------------------------------------------- SST-2 fine-tuning
+def test_ptb_detokenize_restores_raw_text():
+    d = TK.ptb_detokenize
+    assert d("it 's a charming and often affecting journey .") == "it's a charming and often affecting journey."
+    assert d("it does n't work , and ca n't ( really ) .") == "it doesn't work, and can't (really)."
+    assert d("the film 's `` big idea '' is -lrb- sigh -rrb- old") == 'the film\'s "big idea" is (sigh) old'
+    assert d("costs $ 5 , or 50 % ... ; why ?") == "costs $5, or 50%...; why?"
+    assert d("") == "" and d("n't") == "n't" and d("  well-made   film ") == "well-made film"
+    assert d("-- and that 's that !") == "-- and that's that!"  # dashes keep their spaces
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "bert", "elmo"])
+def test_sst2_classifier_runs_on_the_ids_device(kind):
+    # the meta device carries no data: a tensor made on the CPU inside forward would raise on mixing
+    if kind == "gpt2":
+        lm = G.build_model(G.GPT2Config(context=16, n_layers=1, n_heads=2, d_model=16, dropout=0.0), 30)
+    elif kind == "bert":
+        lm = B.BERT(30, 16, 1, 2, 16, 0.0)
+    else:
+        lm = E.BiLM(30, 8, 8, 1, 0.0)
+    clf = FT.Classifier(kind, lm, 16, pad_id=0, dropout=0.0).to("meta")
+    ids = torch.empty(3, 7, dtype=torch.long, device="meta")
+    assert clf(ids).shape == (3, 2) and clf(ids).device.type == "meta"

@@ -52,6 +52,7 @@ class BERTConfig:
     min_lr: float = 5e-5  # after cosine decay
     warmup: int = 300  # linear warm-up steps
     weight_decay: float = 0.01  # AdamW decay on matrices
+    pack: bool = True  # segments are spans of whole sentences filling the input (False: one sentence each)
     eval_batches: int = 20  # held-out batches for the final MLM loss / NSP accuracy
     ckpt_every: int = 1000  # steps between checkpoints
 
@@ -128,10 +129,11 @@ class PairData:
     too), A takes its first 1..k-1 sentences, and B is the rest of the chunk (label 1, "is next") or a span
     read from a random place in another document (label 0). If the pair is too long, the longer side loses
     tokens, A from its start and B from its end, so the A|B boundary is never cut. Packing whole spans
-    fills the input: single-sentence pairs left 46% of a 128-token input as padding on our Wikipedia text."""
+    fills the input: single-sentence pairs left 46% of a 128-token input as padding on our Wikipedia text.
+    ``pack=False`` builds the simpler pairs: A one sentence, B the next sentence or one from another document."""
 
-    def __init__(self, tok, documents, max_len: int, short_prob: float = 0.1):
-        self.tok, self.max_len, self.short_prob = tok, max_len, short_prob
+    def __init__(self, tok, documents, max_len: int, short_prob: float = 0.1, pack: bool = True):
+        self.tok, self.max_len, self.short_prob, self.pack = tok, max_len, short_prob, pack
         self.pad, self.cls, self.sep = (tok.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]"))
         self.mask_id = tok.token_to_id("[MASK]")
         docs = [split_sentences(d) for d in documents]
@@ -161,6 +163,8 @@ class PairData:
         first = rng.choice(self.has_next, n)
         is_next = rng.random(n) < 0.5
         target = np.where(rng.random(n) < self.short_prob, rng.integers(2, budget + 1, n), budget)
+        if not self.pack:  # spans of 0 tokens hold their minimum: one sentence for B, two for the chunk A|B
+            target[:] = 0
         split, other = rng.random(n), rng.integers(0, len(self.sents), n)
         ids = torch.full((n, self.max_len), self.pad, dtype=torch.long)
         seg = torch.zeros((n, self.max_len), dtype=torch.long)
@@ -191,7 +195,7 @@ def load_pairs(tok, cfg: BERTConfig, held_out: bool) -> PairData:
         paras = paras[cut:] if held_out else paras[:cut]
     else:
         paras = list(TK.wiki_paragraphs(TK.wiki_files(cfg.wiki_files, held_out), documents=True))  # articles
-    return PairData(tok, paras, cfg.max_len)
+    return PairData(tok, paras, cfg.max_len, pack=cfg.pack)
 
 
 def bert_losses(model: BERT, data: PairData, n: int, seed: int, vocab: int, prob: float, device):

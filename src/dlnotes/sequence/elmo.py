@@ -102,7 +102,7 @@ class BiLM(nn.Module):
         """ids (B, T) -> [h_0, .., h_L], each (B, T, 2H) = [forward; backward] states at every token.
         ``reverse_index`` (B, T) reverses each row's real tokens (padding stays at the end)."""
         if reverse_index is None:
-            reverse_index = torch.arange(ids.shape[1]).flip(0).expand_as(ids)
+            reverse_index = torch.arange(ids.shape[1], device=ids.device).flip(0).expand_as(ids)
         e = self.embed(ids)  # (B, T, E)
         flip = lambda x: torch.gather(x, 1, reverse_index[..., None].expand_as(x))  # noqa: E731
         out, f, b = [torch.cat([e, e], -1)], e, flip(e)
@@ -146,7 +146,7 @@ def sentence_features(model: BiLM, ids: torch.Tensor, pad_id: int) -> torch.Tens
     """Mean over each sentence's real tokens of its ELMo vectors: (B, T) right-padded ids -> (B, 2H)."""
     real = ids != pad_id
     lengths = real.sum(1, keepdim=True)  # (B, 1)
-    t = torch.arange(ids.shape[1])[None]
+    t = torch.arange(ids.shape[1], device=ids.device)[None]
     rev = torch.where(t < lengths, lengths - 1 - t, t)  # reverse the real part of each row
     elmo = model.mix(model.layer_states(ids, rev))  # (B, T, 2H)
     return (elmo * real[..., None]).sum(1) / lengths.clamp(min=1)
@@ -171,7 +171,8 @@ def evaluate(model: BiLM, data: torch.Tensor, context: int, windows: int) -> flo
     model.eval()
     n = (len(data) - 1) // context
     starts = torch.linspace(0, n - 1, min(n, windows)).long() * context
-    losses = [model.lm_loss(torch.stack([data[s:s + context] for s in starts[a:a + 64].tolist()])).item()
+    device = model.softmax.weight.device
+    losses = [model.lm_loss(torch.stack([data[s:s + context] for s in starts[a:a + 64].tolist()]).to(device)).item()
               for a in range(0, len(starts), 64)]
     model.train()
     return float(np.mean(losses))

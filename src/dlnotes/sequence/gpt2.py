@@ -119,7 +119,7 @@ def evaluate(model: GPT, data: torch.Tensor, context: int, max_windows: int = 0,
     total, count = 0.0, 0
     for a in range(0, len(idx), batch):
         starts = idx[a:a + batch] * context
-        w = torch.stack([data[s:s + context + 1] for s in starts.tolist()]).long()
+        w = torch.stack([data[s:s + context + 1] for s in starts.tolist()]).long().to(next(model.parameters()).device)
         logits, _ = model(w[:, :-1])
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), w[:, 1:].reshape(-1),
                                  reduction="sum").item()
@@ -147,11 +147,11 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0
 def generate(model: GPT, ids: list[int], length: int, temperature=1.0, top_k=0, top_p=1.0, seed=0) -> list[int]:
     g = torch.Generator().manual_seed(seed)
     model.eval()
-    x = torch.tensor([ids], dtype=torch.long)
+    x = torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)
     for _ in range(length):
         logits, _ = model(x[:, -model.context:])
-        probs = torch.softmax(filter_logits(logits[0, -1], temperature, top_k, top_p), -1)
-        x = torch.cat([x, torch.multinomial(probs, 1, generator=g)[None]], 1)
+        probs = torch.softmax(filter_logits(logits[0, -1].float(), temperature, top_k, top_p), -1).cpu()
+        x = torch.cat([x, torch.multinomial(probs, 1, generator=g)[None].to(x.device)], 1)  # CPU draws: same on any device
     model.train()
     return x[0].tolist()
 

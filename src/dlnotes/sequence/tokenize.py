@@ -56,6 +56,36 @@ def wiki_paragraphs(files: list[str], documents: bool = False):
                 yield " ".join(doc)
 
 
+_CLITICS = ("n't", "'s", "'re", "'ve", "'ll", "'d", "'m")
+_CLOSE = {",", ".", ";", ":", "?", "!", "...", ")", "%", "''"}
+_OPEN = {"(", "$", "``"}
+_BRACKETS = {"-lrb-": "(", "-rrb-": ")", "-lsb-": "[", "-rsb-": "]", "-lcb-": "{", "-rcb-": "}"}
+
+
+def ptb_detokenize(text: str) -> str:
+    """Undo Penn-Treebank-style tokenization, as SST-2's sentences carry it, so that a model pretrained on
+    raw text reads them the way it read its corpus.
+
+    ``it 's`` -> ``it's``, ``does n't`` / ``ca n't`` -> ``doesn't`` / ``can't``, ``word ,`` -> ``word,``,
+    ``( word )`` -> ``(word)``; PTB's quotes (two backticks, two apostrophes) become straight double quotes and
+    ``-lrb-``-style brackets become brackets.
+    Case and every other token are kept. (Radford et al. 2019 apply such invertible de-tokenizers before
+    evaluating GPT-2 on tokenized benchmarks.)
+    """
+    out: list[str] = []
+    glue = False  # the previous token opens: the next one attaches to it
+    for w in text.split():
+        w = _BRACKETS.get(w, w)
+        if out and not glue and (w in _CLITICS or w in _CLOSE):
+            out[-1] += '"' if w == "''" else w
+        elif out and glue:
+            out[-1] += w
+        else:
+            out.append('"' if w == "``" else w)
+        glue = w in _OPEN
+    return " ".join(out)
+
+
 def wiki_files(n: int, held_out: bool = False) -> list[str]:
     """The first ``n`` training files (wiki_00..), or the held-out ``wiki_99`` when ``held_out``."""
     return ["enwiki/wiki_99.gz"] if held_out else [f"enwiki/wiki_{i:02d}.gz" for i in range(min(n, 99))]
