@@ -108,10 +108,11 @@ class DDPMSchedule:
 
     @torch.no_grad()
     def ddim_sample(self, eps_fn, shape, steps: int = 50, eta: float = 0.0, generator=None, clip: bool = False,
-                    device="cpu", noises=None):
-        """DDIM on ``steps`` evenly spaced timesteps from T down to 0."""
+                    device="cpu", noises=None, spacing: str = "uniform"):
+        """DDIM on ``steps`` timesteps from T down to 0: evenly spaced (``uniform``), or ``quadratic``,
+        ``tau_i = T (i/S)^2``, denser near the data end (Song et al. use it for CIFAR-10)."""
         draw = _noise_source(shape, generator, device, noises)
-        ts = torch.linspace(self.T, 0, steps + 1).round().long().tolist()  # T = tau_S > ... > tau_0 = 0
+        ts = self.ddim_timesteps(steps, spacing)
         x = draw()
         for t, s in zip(ts[:-1], ts[1:]):
             tt = torch.full((shape[0],), t, device=device, dtype=torch.long)
@@ -126,6 +127,21 @@ class DDPMSchedule:
             if sigma > 0:
                 x = x + sigma * draw()
         return x
+
+
+    def ddim_timesteps(self, steps: int, spacing: str = "uniform") -> list[int]:
+        """``T = tau_S > ... > tau_0 = 0`` for S = ``steps``; strictly decreasing."""
+        if not 1 <= steps <= self.T:
+            raise ValueError(f"DDIM steps must be in 1..T={self.T}, got {steps}")
+        grid = torch.linspace(1, 0, steps + 1, dtype=torch.float64)
+        if spacing == "quadratic":
+            grid = grid ** 2
+        elif spacing != "uniform":
+            raise ValueError(f"DDIM spacing must be 'uniform' or 'quadratic', not {spacing!r}")
+        ts = (grid * self.T).round().long().tolist()
+        for i in range(len(ts) - 2, -1, -1):  # quadratic rounding can repeat a step near 0: keep them distinct
+            ts[i] = max(ts[i], ts[i + 1] + 1)
+        return ts
 
 
 def _noise_source(shape, generator, device, noises):
