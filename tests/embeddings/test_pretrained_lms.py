@@ -74,7 +74,7 @@ def test_nsp_pairs_layout(wordpiece):
 
 def test_nsp_pairs_pack_whole_sentence_spans(wordpiece):
     docs = [" ".join(f"Item {d} number {k} is here." for k in range(12)) for d in range(30)]
-    data = B.PairData(wordpiece, docs, max_len=40, short_prob=0.0)
+    data = B.PairData(wordpiece, docs, max_len=40, short_prob=0.0, pack=True)
     streams = [",".join(str(t) for k in np.nonzero(data.doc_of == d)[0] for t in data.sents[k]) for d in range(30)]
 
     def docs_holding(tokens):  # documents whose token stream contains ``tokens`` contiguously

@@ -246,8 +246,10 @@ def grade(images_unit: torch.Tensor, dataset: str, grader: str, prefix: str = ""
 # 5600 steps (12 epochs: about 53 min at 0.57 s/step, 2 threads, --amp bf16, then about 25 min of
 # sampling). Screened on an H100 at equal steps (about 7 epochs, 1000 samples): classifier-FID 91
 # at 2e-4, 72 at 5e-4, 57 at 1e-3, 49 at 1e-3 without dropout; EMA 0.9995 was too slow (562).
-# This preset on an H200 (bf16, 11.7 of its 12 epochs): FID 22.5, 2.98x the 1000-sample floor of
-# 7.56, confidence 0.960; DDIM-50 1.85x the 1000-step FID.
+# This preset on an H200 (bf16, all 12 epochs): FID 22.6, 2.99x the 1000-sample floor of 7.56,
+# confidence 0.959; DDIM-50 1.82x the 1000-step FID (base 64, 4x the compute: 2.25x, DDIM-50 1.94x).
+# benchmarks/ddpm_samplers.py on those weights: DDIM with all 1000 steps is as far off (46.2 against
+# the ancestral 24.2; DDIM-50 48.9), so the gap is deterministic vs stochastic sampling, not few steps.
 DDPM_FULL = {"lr": 1e-3, "dropout": 0.0, "epochs": 12.0}
 
 

@@ -223,7 +223,8 @@ _TARGET = "issue 4: pretraining improves SST-2 dev accuracy by >= 2 points over 
 # (measured sharing the CPU: GPT-2 3500 steps 61 min, ELMo 2500 steps 60 min, BERT its default 6000 steps 62 min;
 # ELMo's two fine-tunes then took 65 min, so sst2-elmo overran: 121 min). Those were an Intel CPU's times;
 # on the 2-core AMD machine (fp32) a BERT step takes 1.15 s, so 6000 steps take 115 min there and only
-# about 2800 fit (MLM loss 6.29 after them: still near the unigram plateau, and a gain of -1.7 points)
+# about 2800 fit (MLM loss 6.21 after them with one sentence per segment, still near the unigram plateau:
+# a gain of -1.1 points on de-tokenized SST-2; packed spans: 6.29, -1.7 on the raw sentences)
 _PRETRAIN_FULL = {"gpt2": "iters=3500", "bert": "", "elmo": "iters=2500"}
 _QUICK = {"train_size": 600, "dev_size": 200, "epochs": 1.0, "batch_size": 16, "warmup": 5, "max_len": 32}
 for _kind in ("gpt2", "bert", "elmo"):
