@@ -128,7 +128,6 @@ class DDPMSchedule:
                 x = x + sigma * draw()
         return x
 
-
     def ddim_timesteps(self, steps: int, spacing: str = "uniform") -> list[int]:
         """``T = tau_S > ... > tau_0 = 0`` for S = ``steps``; strictly decreasing."""
         if not 1 <= steps <= self.T:
