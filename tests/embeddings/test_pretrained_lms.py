@@ -300,3 +300,31 @@ def test_sst2_classifier_runs_on_the_ids_device(kind):
     clf = FT.Classifier(kind, lm, 16, pad_id=0, dropout=0.0).to("meta")
     ids = torch.empty(3, 7, dtype=torch.long, device="meta")
     assert clf(ids).shape == (3, 2) and clf(ids).device.type == "meta"
+
+
+def test_training_sentences_are_the_texts_no_longer_one_contains():
+    rows = ["a gentle film", "gentle film", "film", "a gentle", "too long", "long", "a gentle film"]
+    assert FT.training_sentences(rows) == ["a gentle film", "too long"]
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "bert", "elmo"])
+def test_adapting_on_task_text_lowers_each_models_own_loss(tmp_path, kind, bpe, wordpiece):
+    # tier 2: a few dozen steps of the pretraining objective on a small text fit it (Peters et al. 2018, 3.4)
+    from dlnotes.engine import Run
+
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        tok, lm = bpe, G.build_model(G.GPT2Config(context=32, n_layers=1, n_heads=2, d_model=32, dropout=0.0), 2000)
+    elif kind == "bert":
+        tok, lm = wordpiece, B.BERT(2000, 32, 1, 2, 32, 0.0, wordpiece.token_to_id("[PAD]"))
+    else:
+        tok, lm = wordpiece, E.BiLM(2000, 32, 32, 1, 0.0)
+    sentences = TK.builtin_paragraphs()[:40]
+    cfg = FT.FinetuneConfig(model=kind, max_len=32, batch_size=16, adapt_epochs=1.0, adapt_lr=1e-2, warmup=2)
+    n = len(sentences) if kind == "bert" else sum(len(e.ids) + 1 for e in tok.encode_batch(sentences))
+    cfg.adapt_epochs = 60 * cfg.batch_size * (1 if kind == "bert" else cfg.max_len) / n  # about 60 steps
+    run = Run(tmp_path, device="cpu", quiet=True)
+    out = FT.adapt_lm(kind, lm, tok, sentences, cfg, run)
+    run.close()
+    assert 50 <= out["adapt_steps"] <= 70
+    assert out["adapt_loss_last"] < out["adapt_loss_first"] - 1.5  # nats, from about ln V = 7.6
