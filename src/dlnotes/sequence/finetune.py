@@ -35,6 +35,7 @@ from torch import nn
 
 from ..data import text as T
 from ..engine import Run, Target, recipe
+from ..engine.config import ConfigError
 from ..engine.schedules import set_lr, warmup_cosine
 from . import bert as B
 from . import gpt2 as G
@@ -120,6 +121,13 @@ class FinetuneConfig:
     adapt_lr: float = 1e-3  # AdamW peak learning rate of that adaptation
     detokenize: bool = True  # undo SST-2's PTB tokenization ("does n't" -> "doesn't") before sub-word encoding
     ckpt_every: int = 0  # (fine-tuning is short; checkpoints only at the end)
+
+    def check(self):
+        if self.adapt_epochs < 0:
+            raise ConfigError(f"adapt_epochs: {self.adapt_epochs}; use 0 (no adaptation) or a positive number of "
+                              "passes over the training sentences (e.g. 1)")
+        if self.adapt_epochs > 0 and self.adapt_lr <= 0:
+            raise ConfigError(f"adapt_lr: {self.adapt_lr}; the adaptation needs a positive learning rate (e.g. 1e-3)")
 
 
 def _pretrain_here(cfg: FinetuneConfig, run: Run) -> Path:
@@ -216,6 +224,9 @@ def adapt_lm(kind: str, lm: nn.Module, tok, sentences: list[str], cfg: FinetuneC
         sep = tok.token_to_id(G.TK.GPT_EOT if kind == "gpt2" else "[SEP]")
         texts = [" " + s for s in sentences] if kind == "gpt2" else sentences
         stream = torch.tensor([i for e in tok.encode_batch(texts, add_special_tokens=False) for i in e.ids + [sep]])
+        if len(stream) <= cfg.max_len:
+            raise ConfigError(f"adapt_epochs: the training sentences hold {len(stream)} tokens, fewer than one "
+                              f"max_len={cfg.max_len} window; use more of them (train_size) or adapt_epochs=0")
         steps = max(1, round(cfg.adapt_epochs * len(stream) / (cfg.batch_size * cfg.max_len)))
     opt = G.make_optimizer(lm, cfg.adapt_lr, cfg.weight_decay)
     g, losses = torch.Generator().manual_seed(0), []
