@@ -307,6 +307,30 @@ def test_training_sentences_are_the_texts_no_longer_one_contains():
     assert FT.training_sentences(rows) == ["a gentle film", "too long"]
 
 
+def test_holding_out_sentences_drops_the_phrases_only_they_contain():
+    from dlnotes.engine.config import ConfigError
+
+    rows = [("a gentle film", 1), ("gentle film", 1), ("film", 1), ("a gentle", 1), ("too long a film", 0),
+            ("too long", 0), ("long", 0), ("the films drag", 0), ("films", 0), ("drag", 0), ("a gentle", 1)]
+    seen = set()
+    for seed in range(8):
+        train, held = FT.hold_out_sentences(rows, 1, seed)
+        (sent, y), = held
+        assert (sent, y) in rows and sent in FT.training_sentences(s for s, _ in rows)
+        kept = [s for s, _ in train]
+        assert sent not in kept
+        for s, _ in rows:  # a phrase stays exactly when a sentence still in train contains it as whole words
+            inside = [t for t in FT.training_sentences(s for s, _ in rows) if t != sent and f" {s} " in f" {t} "]
+            assert (s in kept) == bool(inside), (sent, s)
+        seen.add(sent)
+    assert seen == {"a gentle film", "too long a film", "the films drag"}
+    train, _ = FT.hold_out_sentences(rows, 1, [s for s in range(8) if FT.hold_out_sentences(rows, 1, s)[1][0][0]
+                                               == "the films drag"][0])
+    assert "film" in [s for s, _ in train] and "films" not in [s for s, _ in train]  # "films" is not "film"
+    with pytest.raises(ConfigError, match="holdout: 3"):
+        FT.hold_out_sentences(rows, 3)
+
+
 @pytest.mark.parametrize("kind", ["gpt2", "bert", "elmo"])
 def test_adapting_on_task_text_lowers_each_models_own_loss(tmp_path, kind, bpe, wordpiece):
     # tier 2: a few dozen steps of the pretraining objective on a small text fit it (Peters et al. 2018, 3.4)

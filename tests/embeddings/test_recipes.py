@@ -92,8 +92,8 @@ def test_elmo_rejects_a_negative_candidate_count_before_making_a_run(tmp_path, c
     assert "sampled: -5" in capsys.readouterr().err and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("bad", ["adapt_epochs=-1", "adapt_lr=0"])
-def test_sst2_rejects_bad_adaptation_settings_before_making_a_run(tmp_path, capsys, bad):
+@pytest.mark.parametrize("bad", ["adapt_epochs=-1", "adapt_lr=0", "holdout=-1"])
+def test_sst2_rejects_bad_settings_before_making_a_run(tmp_path, capsys, bad):
     rc = cli_main(["run", "sst2-elmo", "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
     assert rc != 0
     assert bad.split("=")[0] + ":" in capsys.readouterr().err and not (tmp_path / "runs").exists()

@@ -19,6 +19,9 @@ With ``detokenize`` (the default) both copies of the model read the sentences de
 (:func:`dlnotes.sequence.tokenize.ptb_detokenize`), as Radford et al. (2019) do for GPT-2 on tokenized
 benchmarks; the bag-of-words baseline keeps the original tokens.
 
+Settings are chosen without dev: ``holdout=N`` (:func:`hold_out_sentences`) holds N whole training sentences
+out, with every phrase that only they contain, and reports all three accuracies on them instead.
+
 Each recipe ``sst2-<model>`` pretrains (in ``<run>/pretrain``) unless ``pretrained`` names a finished
 pretraining run, then fine-tunes both copies and fits the baseline; the result holds all three accuracies.
 """
@@ -120,12 +123,18 @@ class FinetuneConfig:
     #                            before the pretrained copy fine-tunes (Peters et al. 2018, sec. 3.4); 0: none
     adapt_lr: float = 1e-3  # AdamW peak learning rate of that adaptation
     detokenize: bool = True  # undo SST-2's PTB tokenization ("does n't" -> "doesn't") before sub-word encoding
+    holdout: int = 0  # > 0: hold this many whole SST-2 training sentences out (with the phrases only they contain)
+    #                   and report accuracy on them instead of on dev, to choose settings without dev
+    holdout_seed: int = 0  # which sentences are held out
     ckpt_every: int = 0  # (fine-tuning is short; checkpoints only at the end)
 
     def check(self):
         if self.adapt_epochs < 0:
             raise ConfigError(f"adapt_epochs: {self.adapt_epochs}; use 0 (no adaptation) or a positive number of "
                               "passes over the training sentences (e.g. 1)")
+        if self.holdout < 0:
+            raise ConfigError(f"holdout: {self.holdout}; use 0 (report dev accuracy) or a number of whole training "
+                              "sentences to hold out and report instead (e.g. 1500)")
         if self.adapt_epochs > 0 and self.adapt_lr <= 0:
             raise ConfigError(f"adapt_lr: {self.adapt_lr}; the adaptation needs a positive learning rate (e.g. 1e-3)")
 
@@ -181,15 +190,53 @@ def length_grouped_batches(lengths: np.ndarray, batch: int, seed: int, pool: int
     return [out[i] for i in rng.permutation(len(out))]
 
 
+def _inner_phrases(texts: set[str]):
+    """A function from sentences to the ``texts`` that are runs of whole words strictly inside one of them."""
+    prefixes = {" ".join(w[:k]) for s in texts for w in [s.split(" ")] for k in range(1, len(w) + 1)}
+
+    def inner(sentences) -> set[str]:
+        out = set()
+        for sent in sentences:
+            w = sent.split(" ")
+            for i in range(len(w)):
+                p = w[i]
+                for j in range(i + 1, len(w) + 1):
+                    if p not in prefixes:  # no text starts with these words, so no longer run is a text either
+                        break
+                    if p in texts and p != sent:
+                        out.add(p)
+                    if j < len(w):
+                        p += " " + w[j]
+        return out
+    return inner
+
+
 def training_sentences(texts) -> list[str]:
     """SST-2's training set holds each of its ~6.9k sentences and, as rows of their own, the phrases of their
-    parse trees; the sentences are the texts that no longer one contains (checked longest first)."""
-    out, seen = [], ""
-    for s in sorted(set(texts), key=lambda s: (-len(s), s)):
-        if s not in seen:
-            out.append(s)
-            seen += s + "\n"
-    return out
+    parse trees; the sentences are the texts that no other one contains as a run of whole words (longest first)."""
+    texts = set(texts)
+    inner = _inner_phrases(texts)(texts)
+    return sorted(texts - inner, key=lambda s: (-len(s), s))
+
+
+def hold_out_sentences(rows, n: int, seed: int = 0):
+    """Split SST-2 train the way train and dev are split, for choosing settings without looking at dev.
+
+    ``n`` whole training sentences drawn at random (``seed``) are held out with their labels; the training rows
+    are the other sentences and every phrase that occurs, as a run of whole words, in one of them. A phrase found
+    only inside held-out sentences is dropped, as no phrase of a dev sentence is a training row unless a training
+    sentence also contains it. Returns (training rows, held-out rows)."""
+    texts = {s for s, _ in rows}
+    inner = _inner_phrases(texts)
+    sents = sorted(texts - inner(texts), key=lambda s: (-len(s), s))
+    if not 0 < n < len(sents):
+        raise ConfigError(f"holdout: {n}; SST-2 train has {len(sents)} whole sentences; hold out between 1 and "
+                          f"{len(sents) - 1} of them (e.g. 1500), or 0 to report dev accuracy")
+    held = {sents[i] for i in np.random.default_rng(seed).permutation(len(sents))[:n]}
+    in_held, in_kept = inner(held), inner(s for s in sents if s not in held)
+    label = {s: y for s, y in rows if s in held}
+    train = [(s, y) for s, y in rows if s not in held and (s not in in_held or s in in_kept)]
+    return train, [(s, label[s]) for s in sents if s in held]
 
 
 def lm_objective(kind: str, lm: nn.Module, tok, batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -282,12 +329,15 @@ def sst2_recipe(cfg: FinetuneConfig, run: Run) -> dict[str, float]:
     src = Path(cfg.pretrained) if cfg.pretrained else _pretrain_here(cfg, run)
     pretrain_s = time.time() - t0
     train, dev = T.sst2("train"), T.sst2("dev")
+    if cfg.holdout:  # every accuracy below is then on held-out *training* sentences, not on dev
+        train, dev = hold_out_sentences(train, cfg.holdout, cfg.holdout_seed)
     if cfg.train_size:
         train = [train[i] for i in np.random.default_rng(0).permutation(len(train))[:cfg.train_size]]
     if cfg.dev_size:
         dev = dev[:cfg.dev_size]
     lm, tok, width, pad, fresh = load_lm(cfg.model, src)
-    result = {"bow_accuracy": bag_of_words_accuracy(train, dev), "pretrain_s": pretrain_s}
+    result = {"bow_accuracy": bag_of_words_accuracy(train, dev), "pretrain_s": pretrain_s,
+              "heldout_sentences": cfg.holdout}  # 0: the accuracies are on dev
     if cfg.detokenize:  # the language models read raw text in pretraining; so do both of their copies here
         train, dev = [(TK.ptb_detokenize(s), y) for s, y in train], [(TK.ptb_detokenize(s), y) for s, y in dev]
     data_tr, data_dv = encode_sst2(tok, cfg.model, train, cfg.max_len), encode_sst2(tok, cfg.model, dev, cfg.max_len)
