@@ -97,3 +97,11 @@ def test_sst2_rejects_bad_settings_before_making_a_run(tmp_path, capsys, bad):
     rc = cli_main(["run", "sst2-elmo", "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
     assert rc != 0
     assert bad.split("=")[0] + ":" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+@needs_data("sst2")
+def test_sst2_rejects_a_holdout_as_large_as_train_before_pretraining(tmp_path, capsys):
+    rc = cli_main(["run", "sst2-elmo", "--quick", "--set", "holdout=100000", "--runs", str(tmp_path / "runs")])
+    assert rc != 0
+    assert "holdout: 100000" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").glob("*/*/pretrain"))  # nothing was pretrained first

@@ -325,12 +325,12 @@ def finetune(clf: Classifier, train, dev, cfg: FinetuneConfig, run: Run, tag: st
 
 
 def sst2_recipe(cfg: FinetuneConfig, run: Run) -> dict[str, float]:
+    train, dev = T.sst2("train"), T.sst2("dev")  # read (and a bad holdout rejected) before any pretraining
+    if cfg.holdout:  # every accuracy below is then on held-out *training* sentences, not on dev
+        train, dev = hold_out_sentences(train, cfg.holdout, cfg.holdout_seed)
     t0 = time.time()
     src = Path(cfg.pretrained) if cfg.pretrained else _pretrain_here(cfg, run)
     pretrain_s = time.time() - t0
-    train, dev = T.sst2("train"), T.sst2("dev")
-    if cfg.holdout:  # every accuracy below is then on held-out *training* sentences, not on dev
-        train, dev = hold_out_sentences(train, cfg.holdout, cfg.holdout_seed)
     if cfg.train_size:
         train = [train[i] for i in np.random.default_rng(0).permutation(len(train))[:cfg.train_size]]
     if cfg.dev_size:
