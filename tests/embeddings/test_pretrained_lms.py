@@ -163,6 +163,18 @@ def test_gpt2_classifier_ignores_right_padding():
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_gpt2_auxiliary_lm_loss_is_the_next_token_loss_of_the_real_tokens():
+    torch.manual_seed(0)
+    m = G.build_model(G.GPT2Config(context=16, n_layers=1, n_heads=2, d_model=16, dropout=0.0), 30)
+    clf = FT.Classifier("gpt2", m, 16, pad_id=0, dropout=0.0).eval()
+    a, b = [5, 6, 7, 8], [9, 3]
+    logits, lm = clf.forward_with_lm(torch.tensor([a, b + [0, 0]]))
+    (_, la), (_, lb) = m(torch.tensor([a[:-1]]), torch.tensor([a[1:]])), m(torch.tensor([b[:-1]]), torch.tensor([b[1:]]))
+    torch.testing.assert_close(lm, (3 * la + lb) / 4)  # the mean over the 4 predicted real tokens; padding ignored
+    torch.testing.assert_close(logits, clf(torch.tensor([a, b + [0, 0]])))
+    assert clf.forward_with_lm(torch.tensor([a]), lm_loss=False)[1] is None
+
+
 def test_top_k_and_nucleus_filters():
     logits = torch.log(torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05]))
     k = G.filter_logits(logits, 1.0, top_k=2)

@@ -92,7 +92,7 @@ def test_elmo_rejects_a_negative_candidate_count_before_making_a_run(tmp_path, c
     assert "sampled: -5" in capsys.readouterr().err and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("bad", ["adapt_epochs=-1", "adapt_lr=0", "holdout=-1"])
+@pytest.mark.parametrize("bad", ["adapt_epochs=-1", "adapt_lr=0", "holdout=-1", "lm_coef=0.5", "lm_coef=-1"])
 def test_sst2_rejects_bad_settings_before_making_a_run(tmp_path, capsys, bad):
     rc = cli_main(["run", "sst2-elmo", "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
     assert rc != 0
