@@ -312,3 +312,26 @@ def test_latent_config_refuses_shapes_its_autoencoder_cannot_make():
     with pytest.raises(ConfigError, match="latent_dim"):
         LatentDiffusionConfig(latent="dense", latent_shape=[4, 7, 7]).check()  # 196 != 64
     LatentDiffusionConfig(latent="dense", latent_shape=[4, 4, 4]).check()
+
+
+def test_latent_speedup_times_the_pixel_unet_placed_and_autocast_like_the_latent_one():
+    import contextlib
+
+    from dlnotes.generative import latent_diffusion as LD
+    placed, entered = [], []
+
+    class FakeRun:  # records what the timing asks of the run
+        device = torch.device("cpu")
+
+        def place(self, m):
+            placed.append(m)
+            return m
+
+        def autocast(self):
+            entered.append(1)
+            return contextlib.nullcontext()
+
+    cfg = LD.LatentDiffusionConfig(batch_size=2, T=10, dropout=0.0)
+    assert LD.time_pixel_steps(cfg, 2, FakeRun()) > 0
+    assert len(placed) == 1 and len(entered) == 3  # one warm-up step and two timed, each under autocast
+    assert all(m.p == 0.0 for m in placed[0].modules() if isinstance(m, torch.nn.Dropout))

@@ -143,16 +143,18 @@ def encode(ae: nn.Module, x01: torch.Tensor, batch: int = 1000) -> torch.Tensor:
                       for i in range(0, len(x01), batch)])  # (N, D) flattened codes, on the CPU
 
 
-def time_pixel_steps(cfg: LatentDiffusionConfig, steps: int, device) -> float:
-    """Seconds per training step of the pixel-space recipe's U-Net at this batch size."""
-    pix = build_unet(DDPMConfig()).to(device)
+def time_pixel_steps(cfg: LatentDiffusionConfig, steps: int, run: Run) -> float:
+    """Seconds per training step of the pixel-space recipe's U-Net at this batch size, placed and run
+    like the latent one (``--amp bf16``: channels-last weights and bf16 autocast on both sides)."""
+    pix = run.place(build_unet(DDPMConfig(dropout=cfg.dropout)))
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)
     opt = torch.optim.Adam(pix.parameters(), lr=1e-4)
-    x = torch.randn(cfg.batch_size, 1, 28, 28, device=device)
+    x = torch.randn(cfg.batch_size, 1, 28, 28, device=run.device)
     for i in range(steps + 1):
         if i == 1:
             t0 = time.time()
-        loss = sched.loss(pix, x)
+        with run.autocast():
+            loss = sched.loss(pix, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -203,7 +205,7 @@ def latent_diffusion_mnist(cfg: LatentDiffusionConfig, run: Run) -> dict[str, fl
         result.update(grade(ddim, "mnist", cfg.grader, prefix="ddim_"))
         if cfg.pixel_timing_steps:
             latent_step = result["epoch_seconds"] / (len(z) // cfg.batch_size)
-            pixel_step = time_pixel_steps(cfg, cfg.pixel_timing_steps, run.device)
+            pixel_step = time_pixel_steps(cfg, cfg.pixel_timing_steps, run)
             result.update(latent_step_s=latent_step, pixel_step_s=pixel_step,
                           speedup_per_epoch=pixel_step / latent_step)
         if cfg.pixel_run:
