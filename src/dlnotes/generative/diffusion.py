@@ -243,8 +243,9 @@ def grade(images_unit: torch.Tensor, dataset: str, grader: str, prefix: str = ""
 
 # Ho et al.'s Adam rate (2e-4) and dropout (0.1) suit their 800k steps; a CPU budget allows about
 # 5600 steps (12 epochs: 58 min at 0.62 s/step on a 2-core Intel CPU with --amp bf16, then 28 min of
-# sampling and grading; 87 min in all, FID 20.5, 2.78x its floor of 7.39, DDIM-50 1.90x). Screened on an H100 at equal steps (about 7 epochs, 1000 samples): classifier-FID 91
-# at 2e-4, 72 at 5e-4, 57 at 1e-3, 49 at 1e-3 without dropout; EMA 0.9995 was too slow (562).
+# sampling and grading; 87 min in all, FID 20.5, 2.78x its floor of 7.39, DDIM-50 1.90x). Screened
+# on an H100 at equal steps (about 7 epochs, 1000 samples): classifier-FID 91 at 2e-4, 72 at 5e-4,
+# 57 at 1e-3, 49 at 1e-3 without dropout; EMA 0.9995 was too slow (562).
 # This preset on an H200 (bf16, all 12 epochs): FID 22.6, 2.99x the 1000-sample floor of 7.56,
 # confidence 0.959; DDIM-50 1.82x the 1000-step FID (base 64, 4x the compute: 2.25x, DDIM-50 1.94x).
 # benchmarks/ddpm_samplers.py on those weights: DDIM with all 1000 steps is as far off (46.2 against
