@@ -169,7 +169,8 @@ def test_gpt2_auxiliary_lm_loss_is_the_next_token_loss_of_the_real_tokens():
     clf = FT.Classifier("gpt2", m, 16, pad_id=0, dropout=0.0).eval()
     a, b = [5, 6, 7, 8], [9, 3]
     logits, lm = clf.forward_with_lm(torch.tensor([a, b + [0, 0]]))
-    (_, la), (_, lb) = m(torch.tensor([a[:-1]]), torch.tensor([a[1:]])), m(torch.tensor([b[:-1]]), torch.tensor([b[1:]]))
+    _, la = m(torch.tensor([a[:-1]]), torch.tensor([a[1:]]))
+    _, lb = m(torch.tensor([b[:-1]]), torch.tensor([b[1:]]))
     torch.testing.assert_close(lm, (3 * la + lb) / 4)  # the mean over the 4 predicted real tokens; padding ignored
     torch.testing.assert_close(logits, clf(torch.tensor([a, b + [0, 0]])))
     assert clf.forward_with_lm(torch.tensor([a]), lm_loss=False)[1] is None

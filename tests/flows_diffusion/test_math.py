@@ -331,7 +331,8 @@ def test_latent_speedup_times_the_pixel_unet_placed_and_autocast_like_the_latent
             entered.append(1)
             return contextlib.nullcontext()
 
-    cfg = LD.LatentDiffusionConfig(batch_size=2, T=10, dropout=0.0)
+    cfg = LD.LatentDiffusionConfig(batch_size=2, T=10, dropout=0.05)
     assert LD.time_pixel_steps(cfg, 2, FakeRun()) > 0
     assert len(placed) == 1 and len(entered) == 3  # one warm-up step and two timed, each under autocast
-    assert all(m.p == 0.0 for m in placed[0].modules() if isinstance(m, torch.nn.Dropout))
+    rates = {m.p for m in placed[0].modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.05}  # the recipe's dropout, not the pixel recipe's default 0.1
