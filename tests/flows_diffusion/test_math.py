@@ -219,6 +219,40 @@ def test_closed_form_q_matches_iterated_forward_process():
                           math.sqrt(1 - 1e-4) * x0[:5].float() + math.sqrt(1e-4) * z, atol=1e-7)
 
 
+def test_min_snr_weights_each_image_by_its_clamped_snr():
+    from dlnotes.engine.config import ConfigError
+    from dlnotes.generative.diffusion import DDPMConfig
+    sched = DDPMSchedule(T=1000)
+    t = torch.tensor([1, 100, 200, 1000])
+    ab = sched.abar[t]
+    torch.testing.assert_close(sched.snr(t), (ab / (1 - ab)).float())
+    x0 = torch.randn(64, 1, 4, 4)
+    seen = {}
+
+    def model(x, t):  # a fixed, imperfect predictor: errors differ from image to image
+        seen["t"] = t
+        return 0.5 * x + 0.01 * t.float().view(-1, 1, 1, 1)
+
+    def draw(gamma):
+        return sched.loss(model, x0, torch.Generator().manual_seed(7), snr_gamma=gamma)
+    plain = draw(0.0)
+    assert torch.allclose(draw(1e9), plain)  # a clamp above every SNR weighs all steps 1
+    weighted, t_used = draw(5.0), seen["t"]
+    # by hand: the same t and eps, per-image squared error times min(SNR, 5) / SNR
+    g = torch.Generator().manual_seed(7)
+    tt = torch.randint(1, 1001, (64,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    err = (model(sched.q_sample(x0, tt, eps), tt) - eps).pow(2).flatten(1).mean(1)
+    snr = sched.snr(tt)
+    assert torch.equal(t_used, tt)
+    torch.testing.assert_close(weighted, (err * torch.clamp(snr, max=5.0) / snr).mean())
+    assert float(weighted) < float(plain)  # the nearly clean steps count less
+    torch.testing.assert_close(plain, err.mean())
+    assert float(sched.snr(torch.tensor([1]))) > 5e3 and float(sched.snr(torch.tensor([1000]))) < 1e-3
+    with pytest.raises(ConfigError, match="snr_gamma"):
+        DDPMConfig(snr_gamma=-1).check()
+
+
 def _gaussian_eps(sched, mu, s):
     """The optimal noise predictor E[eps | x_t] when x_0 ~ N(mu, s^2) (1-D)."""
     def eps(x, t):

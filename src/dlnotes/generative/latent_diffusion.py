@@ -59,6 +59,7 @@ class LatentDiffusionConfig(DDPMConfig):
     pixel_run: str = ""  # a finished ddpm-mnist run directory: its classifier-FID is the reference ("": none)
 
     def check(self):
+        super().check()
         shape = list(self.latent_shape)
         if self.latent == "spatial" and (len(shape) != 3 or shape[1:] != [7, 7]):
             raise ConfigError(f"latent_shape: {shape}; the spatial autoencoder's code is [C, 7, 7] (e.g. [4, 7, 7])")
