@@ -155,16 +155,21 @@ def time_pixel_steps(cfg: LatentDiffusionConfig, steps: int, run: Run) -> float:
         if i == 1:
             t0 = time.time()
         with run.autocast():
-            loss = sched.loss(pix, x)
+            loss = sched.loss(pix, x, snr_gamma=cfg.snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     return (time.time() - t0) / steps
 
 
+# Pixel DDPM's settings plus Min-SNR-5 loss weights: on the Intel CPU (--amp bf16, against the same pixel run)
+# classifier-FID 72.9 with them against 95.7 without (3.6x and 4.7x pixel's 20.5); pixel DDPM gained nothing.
+LATENT_FULL = {**DDPM_FULL, "snr_gamma": 5.0}
+
+
 @recipe("latent-diffusion-mnist", lecture=12, section="Diffusion in Latent Space", config=LatentDiffusionConfig,
         datasets=("mnist",),
-        presets={"full": DDPM_FULL, "quick": {"train_limit": 2000, "ae_epochs": 1.0, "epochs": 2.0, "T": 200, "beta_T": 0.05,
+        presets={"full": LATENT_FULL, "quick": {"train_limit": 2000, "ae_epochs": 1.0, "epochs": 2.0, "T": 200, "beta_T": 0.05,
                            "base": 16, "batch_size": 64, "lr": 1e-3, "ema": 0.9, "n_eval": 16, "ddim_steps": 10,
                            "dropout": 0.0, "grader": "quick", "pixel_timing_steps": 1, "ckpt_every": 0}},
         target=Target("speedup_per_epoch", ">=", 4.0, "issue 8: latent diffusion >= 4x faster per epoch than "
