@@ -180,7 +180,8 @@ class AffineCoupling(nn.Module):
         self.c = nn.Parameter(torch.ones(channels))  # bound of the log-scale per channel/feature
 
     def _s_t(self, u):
-        s_raw, t = self.net(u).float().chunk(2, dim=1)  # fp32 from here on, also under bf16 autocast
+        # at least fp32 from here on (bf16 autocast leaves the net's output in bf16); fp64 stays fp64
+        s_raw, t = self.net(u).to(torch.promote_types(u.dtype, torch.float32)).chunk(2, dim=1)
         c = self.c.view(1, -1, *([1] * (u.dim() - 2)))
         keep = 1 - self.mask
         return c * torch.tanh(s_raw) * keep, t * keep
