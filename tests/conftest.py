@@ -1,5 +1,5 @@
 """Shared test fixtures: real data from DLNOTES_DATA (default ../shared/data beside the repo),
-quiet runs in a temporary folder, 2 torch threads (1 per xdist worker)."""
+quiet runs in a temporary folder, 2 torch threads (1 per xdist worker), a fixed seed per test."""
 from __future__ import annotations
 
 import os
@@ -19,6 +19,12 @@ os.environ.setdefault("DLNOTES_SILENT", "1")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same random state, whichever tests its xdist worker ran before."""
+    torch.manual_seed(0)
 
 
 def has_data(name: str) -> bool:

@@ -25,12 +25,6 @@ def _perturb(m, scale=0.2, seed=0):
     return m
 
 
-@pytest.fixture(autouse=True)
-def _seeded():
-    """The same inputs whichever tests an xdist worker ran before."""
-    torch.manual_seed(0)
-
-
 def _check_layer(layer, x):
     """decode(encode(x)) == x to 1e-5 and logdet == log|det d encode / dx| from autograd, per example; in
     float64 the log-determinant must agree to 1e-9 (a silent float32 step anywhere would miss that)."""
