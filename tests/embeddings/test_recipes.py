@@ -86,13 +86,30 @@ def test_quick_sst2_recipe_runs(run_recipe, kind):
     assert result["bow_accuracy"] > 0.55  # 600 sentences already beat chance with bag-of-words
 
 
+@needs_data("sst2")
+def test_sst2_seeds_repeat_each_fine_tune_and_report_the_means(run_recipe):
+    """seeds=2 fine-tunes each copy twice from the same pretrained weights: seed 0 is the one-seed run exactly,
+    seed 1 differs, and the reported accuracies and gain are the per-seed means."""
+    run_dir, one = run_recipe("sst2-gpt2")
+    _, two = run_recipe("sst2-gpt2", overrides=["seeds=2", f"pretrained={run_dir / 'pretrain'}"])
+    for which in ("pretrained", "scratch"):
+        assert two[f"{which}_accuracy_seed0"] == one[f"{which}_accuracy"]
+        assert two[f"{which}_accuracy"] == pytest.approx((two[f"{which}_accuracy_seed0"]
+                                                          + two[f"{which}_accuracy_seed1"]) / 2)
+    assert two["pretraining_gain"] == pytest.approx(two["pretrained_accuracy"] - two["scratch_accuracy"])
+    assert two["pretraining_gain_sd"] >= 0 and "pretraining_gain_sd" not in one
+    assert (two["pretrained_accuracy_seed1"], two["scratch_accuracy_seed1"]) != (one["pretrained_accuracy"],
+                                                                                 one["scratch_accuracy"])
+
+
 def test_elmo_rejects_a_negative_candidate_count_before_making_a_run(tmp_path, capsys):
     rc = cli_main(["run", "elmo-pretrain", "--quick", "--set", "sampled=-5", "--runs", str(tmp_path / "runs")])
     assert rc != 0
     assert "sampled: -5" in capsys.readouterr().err and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("bad", ["adapt_epochs=-1", "adapt_lr=0", "holdout=-1", "lm_coef=0.5", "lm_coef=-1"])
+@pytest.mark.parametrize("bad", ["adapt_epochs=-1", "adapt_lr=0", "holdout=-1", "lm_coef=0.5", "lm_coef=-1",
+                                 "seeds=0"])
 def test_sst2_rejects_bad_settings_before_making_a_run(tmp_path, capsys, bad):
     rc = cli_main(["run", "sst2-elmo", "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
     assert rc != 0

@@ -21,6 +21,10 @@ With ``detokenize`` (the default) both copies of the model read the sentences de
 (:func:`dlnotes.sequence.tokenize.ptb_detokenize`), as Radford et al. (2019) do for GPT-2 on tokenized
 benchmarks; the bag-of-words baseline keeps the original tokens.
 
+One fine-tune's dev accuracy moves by about a point with its seed (the head's initial weights, dropout, batch
+order), as much as the gain it is meant to measure; ``seeds=N`` fine-tunes each copy N times from the same
+pretrained weights and reports the mean accuracies, the mean gain and the spread of the per-seed gains.
+
 Settings are chosen without dev: ``holdout=N`` (:func:`hold_out_sentences`) holds N whole training sentences
 out, with every phrase that only they contain, and reports all three accuracies on them instead.
 
@@ -29,6 +33,7 @@ pretraining run, then fine-tunes both copies and fits the baseline; the result h
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +147,8 @@ class FinetuneConfig:
     holdout: int = 0  # > 0: hold this many whole SST-2 training sentences out (with the phrases only they contain)
     #                   and report accuracy on them instead of on dev, to choose settings without dev
     holdout_seed: int = 0  # which sentences are held out
+    seeds: int = 1  # fine-tune each copy this many times (seeds 0..seeds-1: head, dropout and batch order; scratch
+    #                 also its initial weights) and report the mean accuracies; one seed's gain moves by about a point
     ckpt_every: int = 0  # (fine-tuning is short; checkpoints only at the end)
 
     def check(self):
@@ -156,6 +163,8 @@ class FinetuneConfig:
                               "sentences to hold out and report instead (e.g. 1500)")
         if self.adapt_epochs > 0 and self.adapt_lr <= 0:
             raise ConfigError(f"adapt_lr: {self.adapt_lr}; the adaptation needs a positive learning rate (e.g. 1e-3)")
+        if self.seeds < 1:
+            raise ConfigError(f"seeds: {self.seeds}; fine-tune each copy at least once (1, or e.g. 3 for a mean)")
 
 
 def _pretrain_here(cfg: FinetuneConfig, run: Run) -> Path:
@@ -369,14 +378,24 @@ def sst2_recipe(cfg: FinetuneConfig, run: Run) -> dict[str, float]:
         result.update(adapt_lm(cfg.model, lm, tok, training_sentences(s for s, _ in train), cfg, run))
         result["adapt_s"] = time.time() - t
         t = time.time()
-    result["pretrained_accuracy"] = finetune(Classifier(cfg.model, lm, width, pad, cfg.dropout), data_tr, data_dv,
-                                             cfg, run, "pretrained")
-    result["finetune_s"] = time.time() - t
-    torch.manual_seed(0)
-    result["scratch_accuracy"] = finetune(Classifier(cfg.model, fresh(), width, pad, cfg.dropout), data_tr, data_dv,
-                                          cfg, run, "scratch")
+    accs: dict[str, list[float]] = {"pretrained": [], "scratch": []}
+    for which in accs:
+        for seed in range(cfg.seeds):
+            if seed or which == "scratch":  # (seed 0's pretrained copy goes on from the adaptation's state)
+                torch.manual_seed(seed)  # the head's (and scratch's whole model's) initial weights, dropout
+            model = (copy.deepcopy(lm) if cfg.seeds > 1 else lm) if which == "pretrained" else fresh()
+            tag = which if cfg.seeds == 1 else f"{which}_seed{seed}"
+            accs[which].append(finetune(Classifier(cfg.model, model, width, pad, cfg.dropout), data_tr, data_dv,
+                                        cfg, run, tag, seed=seed))
+            if cfg.seeds > 1:
+                result[f"{which}_accuracy_seed{seed}"] = accs[which][-1]
+        result[f"{which}_accuracy"] = float(np.mean(accs[which]))
+        if which == "pretrained":
+            result["finetune_s"] = (time.time() - t) / cfg.seeds  # one fine-tune of one copy
     result["accuracy"] = result["pretrained_accuracy"]
     result["pretraining_gain"] = result["pretrained_accuracy"] - result["scratch_accuracy"]
+    if cfg.seeds > 1:  # spread of the per-seed gains (seed k's pretrained copy against seed k's scratch copy)
+        result["pretraining_gain_sd"] = float(np.std(np.subtract(accs["pretrained"], accs["scratch"]), ddof=1))
     run.print(", ".join(f"{k} {v:.4f}" for k, v in result.items()))
     return result
 
