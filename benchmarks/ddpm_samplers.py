@@ -78,6 +78,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--clip", choices=("run", "on", "off"), default="run",
                     help="clip the implied x_0 to [-1, 1]: as the run's config says (clip_x0), or on / off")
     ap.add_argument("--save", type=Path, default=None, help="write each sampler's images here as .pt")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="batch i starts from seed + i (0: the recipe's seeds; another value: a fresh draw)")
     args = ap.parse_args(argv)
     cfg, model = load(args.run_dir, args.device)
     if cfg.dataset != "mnist":
@@ -88,14 +90,14 @@ def main(argv=None) -> dict:
         with torch.autocast(device_type=torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.bf16):
             return model(x, t).float()
 
-    out = {"run": str(args.run_dir), "n": args.n, "batch": args.batch, "clip": args.clip,
+    out = {"run": str(args.run_dir), "n": args.n, "batch": args.batch, "clip": args.clip, "seed": args.seed,
            "floor_fid": real_floor("mnist", cfg.grader, n=args.n)["classifier_fid"]}
     for name in [s.strip() for s in args.samplers.split(",") if s.strip()]:
         clip = cfg.clip_x0 if args.clip == "run" else args.clip == "on"
         fn = sampler_fn(name, sched, eps_fn, clip, args.device)
         t0 = time.time()
-        # the recipe's seeds: batch i starts from torch.Generator().manual_seed(i)
-        x = torch.cat([fn((min(args.batch, args.n - i), 1, 28, 28), torch.Generator().manual_seed(i)).cpu()
+        # --seed 0 gives the recipe's seeds: batch i starts from torch.Generator().manual_seed(i)
+        x = torch.cat([fn((min(args.batch, args.n - i), 1, 28, 28), torch.Generator().manual_seed(args.seed + i)).cpu()
                        for i in range(0, args.n, args.batch)])
         wall = time.time() - t0
         s = score_samples(to_unit(x), dataset="mnist", classifier=cfg.grader)

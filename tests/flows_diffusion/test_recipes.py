@@ -72,6 +72,9 @@ def test_ddpm_quick_and_sample(run_recipe, tmp_path):
     cfg = json.loads((run_dir / "config.json").read_text())["config"]
     assert cfg["T"] == 200
     _png_ok(_sample(run_dir, tmp_path, "--length", "10"))  # DDIM, 10 steps
+    noisy_dir, _ = run_recipe("ddpm-mnist", overrides=["ddim_eta=1"])  # the same weights, stochastic DDIM
+    assert (noisy_dir / "samples_ddpm.png").read_bytes() == (run_dir / "samples_ddpm.png").read_bytes()
+    assert (noisy_dir / "samples_ddim.png").read_bytes() != (run_dir / "samples_ddim.png").read_bytes()
 
 
 @needs_data("mnist")
@@ -116,3 +119,10 @@ def test_wavenet_rejects_a_negative_context_before_making_a_run(tmp_path, capsys
     rc = cli_main(["run", "wavenet-shakespeare", "--quick", "--set", "context=-2", "--runs", str(tmp_path / "runs")])
     assert rc != 0
     assert "context: -2" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("bad", ["ddim_eta=-0.1", "ddim_eta=1.5"])
+def test_ddpm_rejects_a_ddim_eta_outside_0_1_before_making_a_run(tmp_path, capsys, bad):
+    rc = cli_main(["run", "ddpm-mnist", "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
+    assert rc != 0
+    assert bad.replace("=", ": ") in capsys.readouterr().err and not (tmp_path / "runs").exists()

@@ -194,6 +194,7 @@ class DDPMConfig:
     clip_x0: bool = True  # clip the implied x_0 to [-1, 1] while sampling (Ho et al.'s code)
     n_eval: int = 1000  # samples drawn for grading (1000-step sampler)
     ddim_steps: int = 50  # DDIM steps for the few-step comparison
+    ddim_eta: float = 0.0  # DDIM's eta in [0, 1]: 0 deterministic, 1 as stochastic as DDPM on the same sub-sequence
     grader: str = "full"  # sample-quality classifier: full | quick
     ckpt_every: int = 500  # steps between checkpoints
 
@@ -201,6 +202,9 @@ class DDPMConfig:
         if self.snr_gamma < 0:
             raise ConfigError(f"snr_gamma: {self.snr_gamma}; use 0 (Ho et al.'s unweighted loss) or a positive "
                               "clamp for the Min-SNR weights (Hang et al. use 5)")
+        if not 0 <= self.ddim_eta <= 1:
+            raise ConfigError(f"ddim_eta: {self.ddim_eta}; use a value in [0, 1] (0: deterministic DDIM, "
+                              "1: DDPM-like noise on the same steps)")
 
 
 def build_unet(cfg, in_ch: int = 1, context_dim=None) -> UNet:
@@ -302,8 +306,8 @@ def ddpm_mnist(cfg: DDPMConfig, run: Run) -> dict[str, float]:
             eps_fn, (n, *shape), torch.Generator().manual_seed(seed), clip=cfg.clip_x0, device=run.device).cpu(),
             cfg.n_eval)
         ddim = sample_batched(lambda n, seed: sched.ddim_sample(
-            eps_fn, (n, *shape), cfg.ddim_steps, 0.0, torch.Generator().manual_seed(seed), clip=cfg.clip_x0,
-            device=run.device).cpu(), cfg.n_eval)
+            eps_fn, (n, *shape), cfg.ddim_steps, cfg.ddim_eta, torch.Generator().manual_seed(seed),
+            clip=cfg.clip_x0, device=run.device).cpu(), cfg.n_eval)
         from ..engine.plots import save_image_grid
         save_image_grid(run, "samples_ddpm", to_unit(ddpm[:64]), title=f"DDPM, {cfg.T} steps")
         save_image_grid(run, "samples_ddim", to_unit(ddim[:64]), title=f"DDIM, {cfg.ddim_steps} steps")
@@ -336,7 +340,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     g = torch.Generator().manual_seed(args.seed)
     eps_fn = lambda x, t: model(x, t)  # noqa: E731
     steps = args.length if 0 < args.length < cfg.T else 0
-    x = (sched.ddim_sample(eps_fn, shape, steps, 0.0, g, clip=cfg.clip_x0) if steps
+    x = (sched.ddim_sample(eps_fn, shape, steps, cfg.ddim_eta, g, clip=cfg.clip_x0) if steps
          else sched.ddpm_sample(eps_fn, shape, g, clip=cfg.clip_x0))
     out = write_grid(args.out or Path(run_dir) / "samples_cli.png", to_unit(x))
     return f"wrote {args.n} samples ({'DDIM %d steps' % steps if steps else 'DDPM'}) to {out}"

@@ -202,7 +202,7 @@ def latent_diffusion_mnist(cfg: LatentDiffusionConfig, run: Run) -> dict[str, fl
         ddpm = sample_batched(lambda n, seed: decode(ae, sched.ddpm_sample(
             eps_fn, (n, *shape), torch.Generator().manual_seed(seed), device=run.device), mean, std), cfg.n_eval)
         ddim = sample_batched(lambda n, seed: decode(ae, sched.ddim_sample(
-            eps_fn, (n, *shape), cfg.ddim_steps, 0.0, torch.Generator().manual_seed(seed), device=run.device),
+            eps_fn, (n, *shape), cfg.ddim_steps, cfg.ddim_eta, torch.Generator().manual_seed(seed), device=run.device),
             mean, std), cfg.n_eval)
         from ..engine.plots import save_image_grid
         save_image_grid(run, "samples_ddpm", ddpm[:64], title=f"latent DDPM, {cfg.T} steps")
@@ -236,7 +236,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     state = torch.load(run_dir / "checkpoints" / pointer / "state.pt", weights_only=True)["state"]
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)
     steps = min(max(1, args.length), cfg.T)
-    z = sched.ddim_sample(lambda x, t: model(x, t), (args.n, *cfg.latent_shape), steps, 0.0,
+    z = sched.ddim_sample(lambda x, t: model(x, t), (args.n, *cfg.latent_shape), steps, cfg.ddim_eta,
                           torch.Generator().manual_seed(args.seed))
     x = decode(ae, z, state["code_mean"], state["code_std"])
     out = write_grid(args.out or run_dir / "samples_cli.png", x)

@@ -109,7 +109,7 @@ def sample_prompts(model, encode, sched, prompts: list[str], n: int, cfg, device
     caps = [p for p in prompts for _ in range(n)]
     ctx, uncond = encode(caps), encode([""] * len(caps))
     x = sched.ddim_sample(guided_eps(model, ctx, uncond, cfg.guidance), (len(caps), 1, 28, 28), cfg.sample_steps,
-                          0.0, torch.Generator().manual_seed(seed), clip=cfg.clip_x0, device=device)
+                          cfg.ddim_eta, torch.Generator().manual_seed(seed), clip=cfg.clip_x0, device=device)
     return to_unit(x).cpu()
 
 
