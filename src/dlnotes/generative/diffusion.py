@@ -284,7 +284,8 @@ def grade(images_unit: torch.Tensor, dataset: str, grader: str, prefix: str = ""
 # Min-SNR weights (snr_gamma=5, the preset now), the same CPU run otherwise: FID 21.0 (2.85x), DDIM-50
 # 1.53x (eta 0) and 1.05x (eta 1, benchmarks/ddpm_samplers.py with the recipe's seeds; without the weights
 # 1.20x). Two draws of 1000 samples from those weights differ by 6 FID points (1000-step: 21.0 and 26.9;
-# DDIM-50 at eta 1: 22.0 and 20.2), more than the weights' effect on the 1000-step FID (20.5 without).
+# DDIM-50 at eta 1: 22.0 and 20.2), more than the weights' effect on the 1000-step FID (without them, the same
+# two draws: 20.5 and 26.6; DDIM-50 at eta 1: 24.7 and 22.2).
 DDPM_FULL = {"lr": 1e-3, "dropout": 0.0, "epochs": 12.0, "snr_gamma": 5.0}
 
 
