@@ -340,6 +340,19 @@ def test_spatial_latent_keeps_the_layout_and_decode_undoes_the_standardisation()
     torch.testing.assert_close(LD.decode(ae, zs, mean, std), ae(x), atol=1e-5, rtol=1e-5)
 
 
+def test_code_stats_standardise_each_dimension_or_all_with_one_scale():
+    from dlnotes.generative.latent_diffusion import code_stats
+    codes = torch.randn(500, 6) * torch.tensor([0.01, 0.5, 1.0, 2.0, 3.0, 0.1]) + torch.arange(6.0)
+    mean, std = code_stats(codes, "dim")
+    torch.testing.assert_close(((codes - mean) / std).std(0), torch.ones(6), atol=1e-3, rtol=0)
+    mean_g, std_g = code_stats(codes, "global")
+    torch.testing.assert_close(mean_g, codes.mean(0))
+    z = (codes - mean_g) / std_g
+    assert std_g.shape == (6,) and torch.all(std_g == std_g[0])  # one scale for every dimension
+    torch.testing.assert_close(z.pow(2).mean(), torch.tensor(1.0), atol=3e-3, rtol=0)  # unit scale on average
+    assert z[:, 0].std() < 0.01  # a near-constant dimension stays near constant
+
+
 def test_latent_config_refuses_shapes_its_autoencoder_cannot_make():
     from dlnotes.engine.config import ConfigError
     from dlnotes.generative.latent_diffusion import LatentDiffusionConfig
@@ -348,6 +361,9 @@ def test_latent_config_refuses_shapes_its_autoencoder_cannot_make():
     with pytest.raises(ConfigError, match="latent_dim"):
         LatentDiffusionConfig(latent="dense", latent_shape=[4, 7, 7]).check()  # 196 != 64
     LatentDiffusionConfig(latent="dense", latent_shape=[4, 4, 4]).check()
+    from dlnotes.engine.config import set_key
+    with pytest.raises(ConfigError, match="code_scale"):
+        set_key(LatentDiffusionConfig(), "code_scale", "pixel")  # what --set code_scale=pixel does
 
 
 def test_latent_speedup_times_the_pixel_unet_placed_and_autocast_like_the_latent_one():

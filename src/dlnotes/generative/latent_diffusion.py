@@ -10,7 +10,12 @@ run the diffusion process on the embeddings, and decode the final ``x_0'`` back 
    ``latent=dense`` uses :mod:`dlnotes.generative.autoencoder`'s convolutional autoencoder instead,
    whose encoder ends in a dense layer: its ``latent_dim`` code is reshaped to a grid (64 = 4x4x4)
    that has no spatial meaning, and the U-Net then acts as a generic denoiser over it;
-2. standardise the codes per dimension (the DDPM schedule assumes data of unit scale);
+2. centre each code dimension and divide all of them by one scale, so the codes have unit variance on
+   average (the DDPM schedule assumes data of unit scale; Rombach et al. also use one scale factor).
+   ``code_scale=dim`` divides each dimension by its own std instead, which blows the jitter of
+   near-constant positions (an MNIST image's empty border: std 0.02 against up to 1.7 elsewhere) up to
+   unit variance; at 12 epochs on the Intel CPU that gave classifier-FID 72.9 (``--amp bf16``) against
+   51.5 with one scale (fp32);
 3. train DDPM (:mod:`dlnotes.generative.diffusion`, same loss and schedule) on the codes;
 4. sample codes (ancestral or DDIM), undo the standardisation, decode to images.
 
@@ -51,6 +56,7 @@ class LatentDiffusionConfig(DDPMConfig):
     ae_width: int = 32  # autoencoder base channels
     ae_epochs: float = 5.0  # autoencoder training passes
     ae_lr: float = 2e-3  # autoencoder Adam learning rate
+    code_scale: Literal["global", "dim"] = "global"  # centre each code dimension, then one scale for all | each its own
     train_limit: int = 0  # use the first N training images (0: all)
     mults: list[int] = field(default_factory=lambda: [1, 2])  # U-Net levels: 7x7, 4x4
     attn_levels: list[int] = field(default_factory=lambda: [1])  # self-attention at 4x4
@@ -115,6 +121,17 @@ def decode(ae: nn.Module, z: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
         codes = codes.view(z.shape)
     with torch.no_grad():
         return ae.decoder(codes.to(dev)).cpu()
+
+
+def code_stats(codes: torch.Tensor, scale: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and the std the codes (N, D) are divided by: each dimension's own
+    (``dim``) or, as Rombach et al. scale their latents, one for all (``global``: the root mean
+    per-dimension variance), which keeps near-constant code positions (an MNIST image's empty
+    border) near zero instead of blowing their jitter up to unit variance."""
+    mean, std = codes.mean(0), codes.std(0)
+    if scale == "global":
+        std = std.pow(2).mean().sqrt().expand_as(std).clone()
+    return mean, std + 1e-6
 
 
 def train_autoencoder(x01: torch.Tensor, cfg: LatentDiffusionConfig, run: Run) -> nn.Module:
@@ -185,7 +202,7 @@ def latent_diffusion_mnist(cfg: LatentDiffusionConfig, run: Run) -> dict[str, fl
     ae = train_autoencoder(x01, cfg, run)
     ae_seconds = time.time() - t0
     codes = encode(ae, x01)
-    mean, std = codes.mean(0), codes.std(0) + 1e-6
+    mean, std = code_stats(codes, cfg.code_scale)
     z = ((codes - mean) / std).view(-1, *cfg.latent_shape)  # (N, C, h, w), unit scale
     run.state["code_mean"], run.state["code_std"] = mean, std
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)
