@@ -2,14 +2,17 @@
 
 Issue 8 asks DDIM with 50 steps to come within 10% of the 1000-step classifier-FID. This script loads
 the EMA weights of a finished (or stopped) ``ddpm-mnist`` run and grades, on the same number of samples
-from the same seeds, each sampler named in ``--samplers``:
+from the same seeds, each sampler named in ``--samplers``. A ``latent-diffusion-mnist`` run works too:
+its samplers run on the codes, which its autoencoder decodes before grading (``--seed 0`` reproduces the
+recipe's own ``classifier_fid``):
 
 * ``ddpm``: the recipe's 1000-step ancestral sampler, ``sigma_t^2 = beta_t``, x_0 clipped (Ho et al.);
 * ``ddpm_tilde``: the same with the posterior variance ``beta~_t``;
 * ``ddimS`` / ``ddimS_quad``: deterministic DDIM (eta = 0) on S uniform / quadratic timesteps;
 * ``ddimS_etaX`` (also after ``_quad``): DDIM with eta = X (``_eta1``: as stochastic as DDPM).
 
-``--clip off`` samples without clipping the implied x_0 (the recipe clips, as Ho et al.'s code does).
+``--clip off`` samples without clipping the implied x_0 (``ddpm-mnist`` clips, as Ho et al.'s code does;
+the latent recipe does not: its codes have no fixed range).
 
     DLNOTES_DATA=../shared/data .venv/bin/python benchmarks/ddpm_samplers.py RUN_DIR \\
         --n 1000 --samplers ddpm,ddim50,ddim50_quad,ddim100 [--device cuda] [--batch 1000]
@@ -37,21 +40,27 @@ from dlnotes.engine.config import from_dict  # noqa: E402
 from dlnotes.engine.run import load_run_weights  # noqa: E402
 from dlnotes.eval.sample_quality import real_floor, score_samples  # noqa: E402
 from dlnotes.generative.diffusion import DDPMConfig, DDPMSchedule, build_unet, to_unit  # noqa: E402
+from dlnotes.generative.latent_diffusion import decode, load_latent_run  # noqa: E402
 
 SAMPLER = re.compile(r"^(ddpm|ddpm_tilde|ddim(\d+)(_quad)?(_eta([0-9.]+))?)$")
 
 
 def load(run_dir: Path, device: str):
+    """(config, EMA U-Net, shape of one sample, samples -> images in [0, 1], the run's clip_x0)."""
     saved_path = run_dir / "config.json"
     if not saved_path.exists():
         raise SystemExit(f"{run_dir} is not a run directory (no config.json); pass a ddpm-mnist run")
     saved = json.loads(saved_path.read_text())
+    if saved.get("recipe") == "latent-diffusion-mnist":
+        cfg, ae, model, mean, std = load_latent_run(run_dir, saved)
+        return cfg, model.to(device), tuple(cfg.latent_shape), lambda z: decode(ae, z, mean, std), False
     if saved.get("recipe") not in (None, "ddpm-mnist"):
-        raise SystemExit(f"{run_dir} is a {saved['recipe']!r} run; this script grades ddpm-mnist runs")
+        raise SystemExit(f"{run_dir} is a {saved['recipe']!r} run; this script grades ddpm-mnist and "
+                         "latent-diffusion-mnist runs")
     cfg = from_dict(DDPMConfig, saved["config"])
     model = build_unet(cfg)
     model.load_state_dict(load_run_weights(run_dir, "ema"))
-    return cfg, model.to(device).eval()
+    return cfg, model.to(device).eval(), (1, 28, 28), to_unit, cfg.clip_x0
 
 
 def sampler_fn(name: str, sched: DDPMSchedule, eps_fn, clip: bool, device: str):
@@ -77,11 +86,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--bf16", action="store_true", help="autocast the U-Net to bf16 (GPU)")
     ap.add_argument("--clip", choices=("run", "on", "off"), default="run",
                     help="clip the implied x_0 to [-1, 1]: as the run's config says (clip_x0), or on / off")
-    ap.add_argument("--save", type=Path, default=None, help="write each sampler's images here as .pt")
+    ap.add_argument("--save", type=Path, default=None, help="write each sampler's images (in [0, 1]) here as .pt")
     ap.add_argument("--seed", type=int, default=0,
                     help="batch i starts from seed + i (0: the recipe's seeds; another value: a fresh draw)")
     args = ap.parse_args(argv)
-    cfg, model = load(args.run_dir, args.device)
+    cfg, model, shape, to_images, run_clip = load(args.run_dir, args.device)
     if cfg.dataset != "mnist":
         raise SystemExit(f"the grader knows mnist runs; this run trained on {cfg.dataset!r}")
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)
@@ -93,14 +102,15 @@ def main(argv=None) -> dict:
     out = {"run": str(args.run_dir), "n": args.n, "batch": args.batch, "clip": args.clip, "seed": args.seed,
            "floor_fid": real_floor("mnist", cfg.grader, n=args.n)["classifier_fid"]}
     for name in [s.strip() for s in args.samplers.split(",") if s.strip()]:
-        clip = cfg.clip_x0 if args.clip == "run" else args.clip == "on"
+        clip = run_clip if args.clip == "run" else args.clip == "on"
         fn = sampler_fn(name, sched, eps_fn, clip, args.device)
         t0 = time.time()
         # --seed 0 gives the recipe's seeds: batch i starts from torch.Generator().manual_seed(i)
-        x = torch.cat([fn((min(args.batch, args.n - i), 1, 28, 28), torch.Generator().manual_seed(args.seed + i)).cpu()
+        x = torch.cat([to_images(fn((min(args.batch, args.n - i), *shape),
+                                    torch.Generator().manual_seed(args.seed + i))).cpu()
                        for i in range(0, args.n, args.batch)])
         wall = time.time() - t0
-        s = score_samples(to_unit(x), dataset="mnist", classifier=cfg.grader)
+        s = score_samples(x, dataset="mnist", classifier=cfg.grader)
         out[name] = {"classifier_fid": s["classifier_fid"], "sample_confidence": s["sample_confidence"],
                      "wall_s": wall}
         if args.save:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -90,6 +91,20 @@ def test_latent_diffusion_quick_and_sample(run_recipe, tmp_path):
     assert result["fid_ratio_to_pixel"] == pytest.approx(result["classifier_fid"] / 40.0)
     _png_ok(run_dir / "samples_ddpm.png")
     _png_ok(_sample(run_dir, tmp_path, "--length", "5"))
+    # the samplers benchmark grades latent runs too: at the recipe's seeds it reproduces the run's own figure
+    bench = _benchmark("ddpm_samplers")
+    out = bench.main([str(run_dir), "--n", "16", "--samplers", "ddpm,ddim5_eta1"])
+    assert out["ddpm"]["classifier_fid"] == pytest.approx(result["classifier_fid"], rel=1e-5)
+    assert out["ddim5_eta1"]["classifier_fid"] > 0
+
+
+def _benchmark(name: str):
+    import importlib.util
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @needs_data("mnist")  # the grading classifier

@@ -240,23 +240,27 @@ def latent_diffusion_mnist(cfg: LatentDiffusionConfig, run: Run) -> dict[str, fl
     return result
 
 
-def sample_cli(run_dir: Path, saved: dict, args) -> str:
-    """``dlnotes sample RUN_DIR --n 64 --out grid.png``: DDIM in the latent (``--length`` steps), decoded."""
+def load_latent_run(run_dir: Path, saved: dict) -> tuple:
+    """A finished run's (config, autoencoder, EMA U-Net, code mean, code std), all in eval mode on the CPU."""
     from ..engine.config import from_dict
     cfg = from_dict(LatentDiffusionConfig, {"latent": "dense", **saved["config"]})  # runs before 'latent': dense
     run_dir = Path(run_dir)
     ae = make_autoencoder(cfg)
     ae.load_state_dict(load_run_weights(run_dir, "ae"))
-    ae.eval()
     model = build_unet(cfg, in_ch=cfg.latent_shape[0])
     model.load_state_dict(load_run_weights(run_dir, "ema"))
-    model.eval()
     pointer = (run_dir / "checkpoints" / "latest").read_text().strip()
     state = torch.load(run_dir / "checkpoints" / pointer / "state.pt", weights_only=True)["state"]
+    return cfg, ae.eval(), model.eval(), state["code_mean"], state["code_std"]
+
+
+def sample_cli(run_dir: Path, saved: dict, args) -> str:
+    """``dlnotes sample RUN_DIR --n 64 --out grid.png``: DDIM in the latent (``--length`` steps), decoded."""
+    cfg, ae, model, mean, std = load_latent_run(run_dir, saved)
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)
     steps = min(max(1, args.length), cfg.T)
     z = sched.ddim_sample(lambda x, t: model(x, t), (args.n, *cfg.latent_shape), steps, cfg.ddim_eta,
                           torch.Generator().manual_seed(args.seed))
-    x = decode(ae, z, state["code_mean"], state["code_std"])
-    out = write_grid(args.out or run_dir / "samples_cli.png", x)
+    x = decode(ae, z, mean, std)
+    out = write_grid(args.out or Path(run_dir) / "samples_cli.png", x)
     return f"wrote {args.n} samples (latent DDIM, {steps} steps) to {out}"
