@@ -141,6 +141,17 @@ def test_bert_padding_does_not_change_features():
 
 
 # ----------------------------------------------------------------------------- GPT-2
+def test_encoded_corpus_cache_keeps_each_tokenizers_ids_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLNOTES_CACHE", str(tmp_path))
+    paras = TK.builtin_paragraphs()
+    held = paras[int(0.9 * len(paras)):]
+    toks = [TK.train_byte_bpe(paras[:len(paras) // 2], 500), TK.train_byte_bpe(paras[len(paras) // 2:], 500)]
+    assert toks[0].to_str() != toks[1].to_str() and toks[0].to_str()[:2000] == toks[1].to_str()[:2000]
+    for tok in toks + toks:  # the second pass reads the cache
+        want = [i for e in tok.encode_batch(held) for i in e.ids + [tok.token_to_id(TK.GPT_EOT)]]
+        assert G.encoded_corpus(tok, "builtin", 0, held_out=True).tolist() == want
+
+
 def test_causal_mask_no_leakage_from_the_future():
     torch.manual_seed(0)
     cfg = G.GPT2Config(context=16, n_layers=2, n_heads=2, d_model=32, dropout=0.0)

@@ -69,7 +69,9 @@ def encoded_corpus(tok, corpus: str, wiki: int, held_out: bool) -> np.ndarray:
         texts, key = TK.wiki_paragraphs(files), json.dumps(files)
     import hashlib
     import os
-    h = hashlib.sha1(json.dumps([key, tok.to_str()[:2000], tok.get_vocab_size()]).encode()).hexdigest()[:16]
+    # the whole tokenizer in the key: its JSON opens with the same settings for every vocabulary, so a prefix
+    # of it named two tokenizers' streams alike and a run could read another tokenizer's ids
+    h = hashlib.sha1(json.dumps([key, tok.to_str(), tok.get_vocab_size()]).encode()).hexdigest()[:16]
     file = cache_dir() / f"bpe_ids_{h}.npy"
     if file.exists():
         return np.load(file)
