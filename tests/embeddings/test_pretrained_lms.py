@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from dlnotes.engine.config import ConfigError
 from dlnotes.sequence import bert as B
 from dlnotes.sequence import elmo as E
 from dlnotes.sequence import finetune as FT
@@ -165,13 +166,20 @@ def test_causal_mask_no_leakage_from_the_future():
     assert (lx[:, 9:] - ly[:, 9:]).abs().amax(-1).min() > 1e-6  # later ones do
 
 
-def test_gpt2_classifier_ignores_right_padding():
+@pytest.mark.parametrize("pool", ["last", "mean"])
+def test_gpt2_classifier_ignores_right_padding(pool):
     torch.manual_seed(0)
     m = G.build_model(G.GPT2Config(context=16, n_layers=1, n_heads=2, d_model=16, dropout=0.0), 30)
-    clf = FT.Classifier("gpt2", m, 16, pad_id=0, dropout=0.0).eval()
+    clf = FT.Classifier("gpt2", m, 16, pad_id=0, dropout=0.0, pool=pool).eval()
     a = clf(torch.tensor([[5, 6, 7]]))
-    b = clf(torch.tensor([[5, 6, 7, 0, 0, 0]]))
-    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    b = clf(torch.tensor([[5, 6, 7, 0, 0, 0], [5, 6, 7, 8, 9, 4]]))
+    torch.testing.assert_close(a, b[:1], atol=1e-5, rtol=1e-5)
+    h = m.blocks(m.pos(m.tok_embed(torch.tensor([[5, 6, 7]]))))[0]  # (3, C) token states
+    z = h.mean(0) if pool == "mean" else h[-1]
+    torch.testing.assert_close(a[0], clf.head(z), atol=1e-5, rtol=1e-5)
+    if pool == "mean":
+        with pytest.raises(ConfigError, match="pool"):
+            FT.FinetuneConfig(model="bert", pool="mean").check()
 
 
 def test_gpt2_auxiliary_lm_loss_is_the_next_token_loss_of_the_real_tokens():
@@ -332,7 +340,6 @@ def test_training_sentences_are_the_texts_no_longer_one_contains():
 
 
 def test_holding_out_sentences_drops_the_phrases_only_they_contain():
-    from dlnotes.engine.config import ConfigError
 
     rows = [("a gentle film", 1), ("gentle film", 1), ("film", 1), ("a gentle", 1), ("too long a film", 0),
             ("too long", 0), ("long", 0), ("the films drag", 0), ("films", 0), ("drag", 0), ("a gentle", 1)]

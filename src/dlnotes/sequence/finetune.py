@@ -2,7 +2,8 @@
 bag-of-words logistic regression.
 
 A classification head ``softmax(W z + b)`` over two sentiment classes reads one feature vector ``z`` per
-sentence: GPT-2's last-token state (the only one that has seen the whole sentence under causal attention),
+sentence: GPT-2's last-token state (the only one that has seen the whole sentence under causal attention;
+``pool=mean`` averages the real tokens' states instead, which did no better on held-out training sentences),
 BERT's pooled ``[CLS]`` state, or ELMo's mean over tokens of its softmax-weighted layer mix. All weights are
 trained with AdamW on the cross-entropy (peak rate 1e-4 for the Transformers, 2e-3 for ELMo's LSTMs, which
 underfit at 1e-4); "scratch" is the identical architecture with random weights, trained the same way,
@@ -66,9 +67,9 @@ def bag_of_words_accuracy(train, dev) -> float:
 class Classifier(nn.Module):
     """A language model's sentence feature -> linear layer -> 2 logits."""
 
-    def __init__(self, kind: str, lm: nn.Module, width: int, pad_id: int, dropout: float = 0.1):
+    def __init__(self, kind: str, lm: nn.Module, width: int, pad_id: int, dropout: float = 0.1, pool: str = "last"):
         super().__init__()
-        self.kind, self.lm, self.pad_id = kind, lm, pad_id
+        self.kind, self.lm, self.pad_id, self.pool = kind, lm, pad_id, pool
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(width, 2)
 
@@ -82,7 +83,10 @@ class Classifier(nn.Module):
         if self.kind == "gpt2":
             m = self.lm
             h = m.blocks(m.drop(m.pos(m.tok_embed(ids))))  # (B, T, C); right padding cannot leak backwards
-            z = h[torch.arange(len(ids), device=ids.device), lengths - 1]  # last real token
+            if self.pool == "mean":  # mean of the real tokens' states (each has seen its own prefix)
+                z = (h * (ids != self.pad_id)[..., None]).sum(1) / lengths[:, None].to(h.dtype)
+            else:
+                z = h[torch.arange(len(ids), device=ids.device), lengths - 1]  # last real token
             if lm_loss:  # predict token t+1 from h_t wherever t+1 is a real token
                 logits = F.linear(h[:, :-1], m.tok_embed.weight) if m.head is None else m.head(h[:, :-1])
                 real = torch.arange(1, ids.shape[1], device=ids.device) < lengths[:, None]  # (B, T-1)
@@ -143,6 +147,7 @@ class FinetuneConfig:
     adapt_lr: float = 1e-3  # AdamW peak learning rate of that adaptation
     lm_coef: float = 0.0  # GPT-2: weight lambda of the auxiliary next-token loss on the task's sentences while
     #                       fine-tuning, L2 + lambda L1 (Radford et al. 2018 use 0.5); both copies alike; 0: none
+    pool: str = "last"  # GPT-2's sentence feature: last (the last real token's state) | mean (over real tokens)
     detokenize: bool = True  # undo SST-2's PTB tokenization ("does n't" -> "doesn't") before sub-word encoding
     holdout: int = 0  # > 0: hold this many whole SST-2 training sentences out (with the phrases only they contain)
     #                   and report accuracy on them instead of on dev, to choose settings without dev
@@ -163,6 +168,9 @@ class FinetuneConfig:
                               "sentences to hold out and report instead (e.g. 1500)")
         if self.adapt_epochs > 0 and self.adapt_lr <= 0:
             raise ConfigError(f"adapt_lr: {self.adapt_lr}; the adaptation needs a positive learning rate (e.g. 1e-3)")
+        if self.pool not in ("last", "mean") or (self.pool == "mean" and self.model != "gpt2"):
+            raise ConfigError(f"pool: {self.pool!r} with model={self.model}; GPT-2 reads its sentence feature from "
+                              "the last real token (last) or the mean over real tokens (mean); BERT and ELMo use last")
         if self.seeds < 1:
             raise ConfigError(f"seeds: {self.seeds}; fine-tune each copy at least once (1, or e.g. 3 for a mean)")
 
@@ -385,8 +393,8 @@ def sst2_recipe(cfg: FinetuneConfig, run: Run) -> dict[str, float]:
                 torch.manual_seed(seed)  # the head's (and scratch's whole model's) initial weights, dropout
             model = (copy.deepcopy(lm) if cfg.seeds > 1 else lm) if which == "pretrained" else fresh()
             tag = which if cfg.seeds == 1 else f"{which}_seed{seed}"
-            accs[which].append(finetune(Classifier(cfg.model, model, width, pad, cfg.dropout), data_tr, data_dv,
-                                        cfg, run, tag, seed=seed))
+            clf = Classifier(cfg.model, model, width, pad, cfg.dropout, cfg.pool)
+            accs[which].append(finetune(clf, data_tr, data_dv, cfg, run, tag, seed=seed))
             if cfg.seeds > 1:
                 result[f"{which}_accuracy_seed{seed}"] = accs[which][-1]
         result[f"{which}_accuracy"] = float(np.mean(accs[which]))
