@@ -177,9 +177,12 @@ def test_gpt2_classifier_ignores_right_padding(pool):
     h = m.blocks(m.pos(m.tok_embed(torch.tensor([[5, 6, 7]]))))[0]  # (3, C) token states
     z = h.mean(0) if pool == "mean" else h[-1]
     torch.testing.assert_close(a[0], clf.head(z), atol=1e-5, rtol=1e-5)
-    if pool == "mean":
-        with pytest.raises(ConfigError, match="pool"):
-            FT.FinetuneConfig(model="bert", pool="mean").check()
+
+
+@pytest.mark.parametrize("model,pool", [("bert", "mean"), ("gpt2", "max")])
+def test_finetune_config_names_a_pool_it_cannot_use(model, pool):
+    with pytest.raises(ConfigError, match=f"pool: '{pool}' with model={model}"):
+        FT.FinetuneConfig(model=model, pool=pool).check()
 
 
 def test_gpt2_auxiliary_lm_loss_is_the_next_token_loss_of_the_real_tokens():
@@ -340,7 +343,6 @@ def test_training_sentences_are_the_texts_no_longer_one_contains():
 
 
 def test_holding_out_sentences_drops_the_phrases_only_they_contain():
-
     rows = [("a gentle film", 1), ("gentle film", 1), ("film", 1), ("a gentle", 1), ("too long a film", 0),
             ("too long", 0), ("long", 0), ("the films drag", 0), ("films", 0), ("drag", 0), ("a gentle", 1)]
     seen = set()
