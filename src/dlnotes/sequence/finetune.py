@@ -205,8 +205,7 @@ def load_lm(kind: str, run_dir: Path):
     if kind == "bert":
         model, tok, cfg = B.load_pretrained(run_dir)
         pad = tok.token_to_id("[PAD]")
-        return model, tok, cfg.d_model, pad, lambda: B.BERT(tok.get_vocab_size(), cfg.max_len, cfg.n_layers,
-                                                            cfg.n_heads, cfg.d_model, cfg.dropout, pad)
+        return model, tok, cfg.d_model, pad, lambda: B.build_model(cfg, tok.get_vocab_size(), pad)
     from . import elmo as E
     model, tok, cfg = E.load_pretrained(run_dir)
     return model, tok, 2 * cfg.hidden, tok.token_to_id("[PAD]"), lambda: E.build_model(cfg, tok.get_vocab_size())
