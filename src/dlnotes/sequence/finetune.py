@@ -428,6 +428,9 @@ _PRETRAIN_FULL = {"gpt2": "iters=3500", "bert": "", "elmo": "iters=6000"}
 # held-out sentences 0.823 with and without it (scratch 0.809; three passes: 0.823).
 # GPT-2 fine-tunes without the auxiliary LM loss: on 1500 held-out training sentences (the 3500-step model)
 # lm_coef=0.5 took pretrained / scratch from 0.773 / 0.765 to 0.765 / 0.749.
+# GPT-2's rate, on 1500 held-out training sentences with all other phrases (the 99-file model, 3 seeds): 1e-4
+# +1.0 points, 5e-5 +0.4. Screens on 20000 phrases favoured 3e-4 (+0.8 / +1.0 on two draws against +1.0 / -0.2),
+# but on dev with all 67k phrases 3e-4 gave -1.0 (pretrained 0.801, scratch 0.811): it keeps 1e-4.
 # GPT-2 fine-tunes each copy with 3 seeds (6 fine-tunes, 28 min on the Intel machine with bf16; all of sst2-gpt2
 # about 60 min there): on the 3500-step model the per-seed dev gains were +1.6 / +1.5 / +1.3 points.
 _FINETUNE_FULL = {"gpt2": {"seeds": 3}, "bert": {}, "elmo": {"lr": 2e-3, "adapt_epochs": 1.0}}
