@@ -289,6 +289,13 @@ def test_tiny_gpt_and_bert_learn(bpe, wordpiece):
     assert mlm < math.log(2000) - 1.0  # masked tokens: from ln V = 7.6 nats to below 6.6
 
 
+def test_bert_build_model_takes_its_shape_from_the_config():
+    cfg = B.BERTConfig(n_layers=3, n_heads=2, d_model=24, max_len=20, dropout=0.0)
+    m = B.build_model(cfg, 70, 5)
+    assert len(m.encoder.layers) == 3 and m.tok.weight.shape == (70, 24) and m.pos.weight.shape == (20, 24)
+    assert m.pad_id == 5 and m.tok.padding_idx == 5
+
+
 def test_bert_mlm_logits_at_chosen_positions_equal_the_full_ones():
     torch.manual_seed(0)
     m = B.BERT(50, 16, 2, 2, 16, 0.0).eval()
