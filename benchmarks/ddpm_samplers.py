@@ -9,7 +9,9 @@ recipe's own ``classifier_fid``):
 * ``ddpm``: the recipe's 1000-step ancestral sampler, ``sigma_t^2 = beta_t``, x_0 clipped (Ho et al.);
 * ``ddpm_tilde``: the same with the posterior variance ``beta~_t``;
 * ``ddimS`` / ``ddimS_quad``: deterministic DDIM (eta = 0) on S uniform / quadratic timesteps;
-* ``ddimS_etaX`` (also after ``_quad``): DDIM with eta = X (``_eta1``: as stochastic as DDPM).
+* ``ddimS_etaX`` (also after ``_quad``): DDIM with eta = X (``_eta1``: as stochastic as DDPM);
+* a ``_lamL`` suffix on any of them (``ddpm_lam0.98``, ``ddim50_eta1_lam0.95``): Epsilon Scaling, the sampler
+  uses eps_theta / L (Ning et al. 2024; the recipe's ``eps_scale`` / ``ddim_eps_scale``).
 
 ``--clip off`` samples without clipping the implied x_0 (``ddpm-mnist`` clips, as Ho et al.'s code does;
 the latent recipe does not: its codes have no fixed range).
@@ -18,8 +20,8 @@ the latent recipe does not: its codes have no fixed range).
         --n 1000 --samplers ddpm,ddim50,ddim50_quad,ddim100 [--device cuda] [--batch 1000]
 
 Each line printed is one sampler's scores and wall time; the last line is one JSON object with every
-sampler's ``classifier_fid``, its ratio to ``ddpm``'s (``ratio_to_ddpm``) and the real test set's floor
-for ``--n`` samples. On a CPU a 1000-step sampler over 1000 images takes about as long as the forward
+sampler's ``classifier_fid``, its ratio to ``ddpm``'s or ``--base``'s (``ratio_to_ddpm``) and the real test
+set's floor for ``--n`` samples. On a CPU a 1000-step sampler over 1000 images takes about as long as the forward
 passes of 8 training epochs; use a GPU or a smaller ``--n`` for a quick look (FIDs of fewer samples are
 biased upwards, so compare samplers at equal ``--n`` only).
 """
@@ -42,7 +44,7 @@ from dlnotes.eval.sample_quality import real_floor, score_samples  # noqa: E402
 from dlnotes.generative.diffusion import DDPMConfig, DDPMSchedule, build_unet, to_unit  # noqa: E402
 from dlnotes.generative.latent_diffusion import decode, load_latent_run  # noqa: E402
 
-SAMPLER = re.compile(r"^(ddpm|ddpm_tilde|ddim(\d+)(_quad)?(_eta([0-9.]+))?)$")
+SAMPLER = re.compile(r"^(ddpm|ddpm_tilde|ddim(\d+)(_quad)?(_eta([0-9.]+))?)(_lam([0-9.]+))?$")
 
 
 def load(run_dir: Path, device: str):
@@ -66,14 +68,17 @@ def load(run_dir: Path, device: str):
 def sampler_fn(name: str, sched: DDPMSchedule, eps_fn, clip: bool, device: str):
     m = SAMPLER.match(name)
     if not m:
-        raise SystemExit(f"unknown sampler {name!r}: use ddpm, ddpm_tilde, ddimS, ddimS_quad, ddimS_etaX")
+        raise SystemExit(f"unknown sampler {name!r}: use ddpm, ddpm_tilde, ddimS, ddimS_quad, ddimS_etaX, "
+                         "each optionally with _lamL")
+    lam = float(m.group(7) or 1.0)
     if m.group(1) in ("ddpm", "ddpm_tilde"):
-        variance = "beta" if name == "ddpm" else "beta_tilde"
-        return lambda shape, g: sched.ddpm_sample(eps_fn, shape, g, variance=variance, clip=clip, device=device)
+        variance = "beta" if m.group(1) == "ddpm" else "beta_tilde"
+        return lambda shape, g: sched.ddpm_sample(eps_fn, shape, g, variance=variance, clip=clip, device=device,
+                                                  eps_scale=lam)
     steps, eta = int(m.group(2)), float(m.group(5) or 0.0)
     spacing = "quadratic" if m.group(3) else "uniform"
     return lambda shape, g: sched.ddim_sample(eps_fn, shape, steps, eta, g, clip=clip, device=device,
-                                              spacing=spacing)
+                                              spacing=spacing, eps_scale=lam)
 
 
 def main(argv=None) -> dict:
@@ -82,6 +87,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--n", type=int, default=1000, help="samples per sampler")
     ap.add_argument("--batch", type=int, default=250, help="images per sampling batch (the recipe's: 250)")
     ap.add_argument("--samplers", default="ddpm,ddim50,ddim50_quad,ddim100")
+    ap.add_argument("--base", default="ddpm", help="the sampler whose FID the ratios divide by (e.g. ddpm_lam0.98)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--bf16", action="store_true", help="autocast the U-Net to bf16 (GPU)")
     ap.add_argument("--clip", choices=("run", "on", "off"), default="run",
@@ -117,10 +123,10 @@ def main(argv=None) -> dict:
             args.save.mkdir(parents=True, exist_ok=True)
             torch.save(x, args.save / f"{name}.pt")
         print(json.dumps({name: out[name]}), flush=True)
-    if "ddpm" in out:
+    if args.base in out:
         for k, v in out.items():
             if isinstance(v, dict):
-                v["ratio_to_ddpm"] = v["classifier_fid"] / out["ddpm"]["classifier_fid"]
+                v["ratio_to_ddpm"] = v["classifier_fid"] / out[args.base]["classifier_fid"]
     print(json.dumps(out))
     return out
 

@@ -76,6 +76,9 @@ def test_ddpm_quick_and_sample(run_recipe, tmp_path):
     noisy_dir, _ = run_recipe("ddpm-mnist", overrides=["ddim_eta=1"])  # the same weights, stochastic DDIM
     assert (noisy_dir / "samples_ddpm.png").read_bytes() == (run_dir / "samples_ddpm.png").read_bytes()
     assert (noisy_dir / "samples_ddim.png").read_bytes() != (run_dir / "samples_ddim.png").read_bytes()
+    scaled_dir, _ = run_recipe("ddpm-mnist", overrides=["eps_scale=0.9"])  # Epsilon Scaling on the 1000-step sampler
+    assert (scaled_dir / "samples_ddpm.png").read_bytes() != (run_dir / "samples_ddpm.png").read_bytes()
+    assert (scaled_dir / "samples_ddim.png").read_bytes() == (run_dir / "samples_ddim.png").read_bytes()
 
 
 @needs_data("mnist")
@@ -93,9 +96,10 @@ def test_latent_diffusion_quick_and_sample(run_recipe, tmp_path):
     _png_ok(_sample(run_dir, tmp_path, "--length", "5"))
     # the samplers benchmark grades latent runs too: at the recipe's seeds it reproduces the run's own figure
     bench = _benchmark("ddpm_samplers")
-    out = bench.main([str(run_dir), "--n", "16", "--samplers", "ddpm,ddim5_eta1"])
+    out = bench.main([str(run_dir), "--n", "16", "--samplers", "ddpm,ddim5_eta1,ddim5_eta1_lam0.8"])
     assert out["ddpm"]["classifier_fid"] == pytest.approx(result["classifier_fid"], rel=1e-5)
     assert out["ddim5_eta1"]["classifier_fid"] > 0
+    assert out["ddim5_eta1_lam0.8"]["classifier_fid"] != out["ddim5_eta1"]["classifier_fid"]
 
 
 def _benchmark(name: str):
@@ -136,8 +140,8 @@ def test_wavenet_rejects_a_negative_context_before_making_a_run(tmp_path, capsys
     assert "context: -2" in capsys.readouterr().err and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("bad", ["ddim_eta=-0.1", "ddim_eta=1.5"])
-def test_ddpm_rejects_a_ddim_eta_outside_0_1_before_making_a_run(tmp_path, capsys, bad):
+@pytest.mark.parametrize("bad", ["ddim_eta=-0.1", "ddim_eta=1.5", "eps_scale=0", "ddim_eps_scale=3"])
+def test_ddpm_rejects_bad_sampler_settings_before_making_a_run(tmp_path, capsys, bad):
     rc = cli_main(["run", "ddpm-mnist", "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
     assert rc != 0
     assert bad.replace("=", ": ") in capsys.readouterr().err and not (tmp_path / "runs").exists()

@@ -219,10 +219,11 @@ def latent_diffusion_mnist(cfg: LatentDiffusionConfig, run: Run) -> dict[str, fl
         eps_fn = lambda x, t: ema_model(x, t)  # noqa: E731
         shape = tuple(cfg.latent_shape)
         ddpm = sample_batched(lambda n, seed: decode(ae, sched.ddpm_sample(
-            eps_fn, (n, *shape), torch.Generator().manual_seed(seed), device=run.device), mean, std), cfg.n_eval)
-        ddim = sample_batched(lambda n, seed: decode(ae, sched.ddim_sample(
-            eps_fn, (n, *shape), cfg.ddim_steps, cfg.ddim_eta, torch.Generator().manual_seed(seed), device=run.device),
+            eps_fn, (n, *shape), torch.Generator().manual_seed(seed), device=run.device, eps_scale=cfg.eps_scale),
             mean, std), cfg.n_eval)
+        ddim = sample_batched(lambda n, seed: decode(ae, sched.ddim_sample(
+            eps_fn, (n, *shape), cfg.ddim_steps, cfg.ddim_eta, torch.Generator().manual_seed(seed), device=run.device,
+            eps_scale=cfg.ddim_eps_scale), mean, std), cfg.n_eval)
         from ..engine.plots import save_image_grid
         save_image_grid(run, "samples_ddpm", ddpm[:64], title=f"latent DDPM, {cfg.T} steps")
         save_image_grid(run, "samples_ddim", ddim[:64], title=f"latent DDIM, {cfg.ddim_steps} steps")
@@ -260,7 +261,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)
     steps = min(max(1, args.length), cfg.T)
     z = sched.ddim_sample(lambda x, t: model(x, t), (args.n, *cfg.latent_shape), steps, cfg.ddim_eta,
-                          torch.Generator().manual_seed(args.seed))
+                          torch.Generator().manual_seed(args.seed), eps_scale=cfg.ddim_eps_scale)
     x = decode(ae, z, mean, std)
     out = write_grid(args.out or Path(run_dir) / "samples_cli.png", x)
     return f"wrote {args.n} samples (latent DDIM, {steps} steps) to {out}"

@@ -109,7 +109,8 @@ def sample_prompts(model, encode, sched, prompts: list[str], n: int, cfg, device
     caps = [p for p in prompts for _ in range(n)]
     ctx, uncond = encode(caps), encode([""] * len(caps))
     x = sched.ddim_sample(guided_eps(model, ctx, uncond, cfg.guidance), (len(caps), 1, 28, 28), cfg.sample_steps,
-                          cfg.ddim_eta, torch.Generator().manual_seed(seed), clip=cfg.clip_x0, device=device)
+                          cfg.ddim_eta, torch.Generator().manual_seed(seed), clip=cfg.clip_x0, device=device,
+                          eps_scale=cfg.ddim_eps_scale)
     return to_unit(x).cpu()
 
 
