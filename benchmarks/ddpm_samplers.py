@@ -11,7 +11,8 @@ recipe's own ``classifier_fid``):
 * ``ddimS`` / ``ddimS_quad``: deterministic DDIM (eta = 0) on S uniform / quadratic timesteps;
 * ``ddimS_etaX`` (also after ``_quad``): DDIM with eta = X (``_eta1``: as stochastic as DDPM);
 * a ``_lamL`` suffix on any of them (``ddpm_lam0.98``, ``ddim50_eta1_lam0.95``): Epsilon Scaling, the sampler
-  uses eps_theta / L (Ning et al. 2024; the recipe's ``eps_scale`` / ``ddim_eps_scale``).
+  uses eps_theta / L (Ning et al. 2024; the recipe's ``eps_scale`` / ``ddim_eps_scale``). ``ddpm-mnist``'s
+  preset samples DDIM at 0.95, so ``ddim50_lam0.95`` reproduces its ``ddim_classifier_fid``, not ``ddim50``.
 
 ``--clip off`` samples without clipping the implied x_0 (``ddpm-mnist`` clips, as Ho et al.'s code does;
 the latent recipe does not: its codes have no fixed range).
@@ -70,7 +71,13 @@ def sampler_fn(name: str, sched: DDPMSchedule, eps_fn, clip: bool, device: str):
     if not m:
         raise SystemExit(f"unknown sampler {name!r}: use ddpm, ddpm_tilde, ddimS, ddimS_quad, ddimS_etaX, "
                          "each optionally with _lamL")
-    lam = float(m.group(7) or 1.0)
+    try:
+        lam = float(m.group(7) or 1.0)
+    except ValueError:
+        lam = 0.0
+    if not 0.5 <= lam <= 2:
+        raise SystemExit(f"sampler {name!r}: the _lam suffix divides the predicted noise by L; use a number "
+                         "between 0.5 and 2 (e.g. ddim50_lam0.95)")
     if m.group(1) in ("ddpm", "ddpm_tilde"):
         variance = "beta" if m.group(1) == "ddpm" else "beta_tilde"
         return lambda shape, g: sched.ddpm_sample(eps_fn, shape, g, variance=variance, clip=clip, device=device,
@@ -96,6 +103,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0,
                     help="batch i starts from seed + i (0: the recipe's seeds; another value: a fresh draw)")
     args = ap.parse_args(argv)
+    names = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    if args.base != "ddpm" and args.base not in names:
+        raise SystemExit(f"--base {args.base}: not among --samplers ({', '.join(names)}); name one of them")
+    for name in names:  # refuse a misspelt sampler before any sampling, not after the first ones have run
+        sampler_fn(name, None, None, False, args.device)
     cfg, model, shape, to_images, run_clip = load(args.run_dir, args.device)
     if cfg.dataset != "mnist":
         raise SystemExit(f"the grader knows mnist runs; this run trained on {cfg.dataset!r}")
@@ -107,7 +119,7 @@ def main(argv=None) -> dict:
 
     out = {"run": str(args.run_dir), "n": args.n, "batch": args.batch, "clip": args.clip, "seed": args.seed,
            "floor_fid": real_floor("mnist", cfg.grader, n=args.n)["classifier_fid"]}
-    for name in [s.strip() for s in args.samplers.split(",") if s.strip()]:
+    for name in names:
         clip = run_clip if args.clip == "run" else args.clip == "on"
         fn = sampler_fn(name, sched, eps_fn, clip, args.device)
         t0 = time.time()

@@ -145,3 +145,13 @@ def test_ddpm_rejects_bad_sampler_settings_before_making_a_run(tmp_path, capsys,
     rc = cli_main(["run", "ddpm-mnist", "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
     assert rc != 0
     assert bad.replace("=", ": ") in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv, says", [(["--samplers", "ddpm,ddim50_lam0"], "_lam suffix"),
+                                        (["--samplers", "ddpm,ddim50_lamx"], "unknown sampler"),
+                                        (["--samplers", "ddim50", "--base", "ddim50_lam0.95"], "--base")])
+def test_ddpm_samplers_benchmark_refuses_bad_names_before_loading_a_run(tmp_path, argv, says):
+    bench = _benchmark("ddpm_samplers")
+    with pytest.raises(SystemExit) as err:  # tmp_path is no run: the names are checked first
+        bench.main([str(tmp_path), *argv])
+    assert says in str(err.value)
