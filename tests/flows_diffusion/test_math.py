@@ -255,6 +255,37 @@ def test_min_snr_weights_each_image_by_its_clamped_snr():
         DDPMConfig(snr_gamma=-1).check()
 
 
+def test_lr_decay_holds_then_falls_along_half_a_cosine_and_resumes_like_a_fresh_run():
+    from dlnotes.engine.config import ConfigError
+    from dlnotes.generative.diffusion import DDPMConfig, lr_at
+    lr, total = 1e-3, 2000
+    assert lr_at(0, total, lr, 0.25) == pytest.approx(lr / 500) and lr_at(499, total, lr, 0.25) == pytest.approx(lr)
+    assert all(lr_at(s, total, lr, 0.0) == lr for s in (500, 1499, 1500, 1999))  # 0: constant after the warm-up
+    assert lr_at(1499, total, lr, 0.25) == lr and lr_at(1500, total, lr, 0.25) == pytest.approx(lr)
+    assert lr_at(1750, total, lr, 0.25) == pytest.approx(lr / 2)  # half way down the last quarter
+    assert lr_at(1999, total, lr, 0.25) < 1e-4 * lr
+    rates = [lr_at(s, total, lr, 0.25) for s in range(1500, 2000)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    # 16 epochs decaying over the last quarter train their first 12 exactly as a 12-epoch constant run
+    assert all(lr_at(s, 7488, lr, 0.25) == lr_at(s, 5616, lr, 0.0) for s in range(0, 5616, 7))
+    with pytest.raises(ConfigError, match="lr_decay"):
+        DDPMConfig(lr_decay=1.5).check()
+
+
+def test_sampling_model_compiles_only_under_compile_and_predicts_the_same_noise(tmp_path):
+    from dlnotes.engine import Run
+    from dlnotes.generative.diffusion import sampling_model
+    torch.manual_seed(0)
+    model = _perturb(UNet(1, 8, (1, 2), 1, (1,)).eval(), 0.05)
+    x, t = torch.randn(4, 1, 8, 8), torch.tensor([1, 10, 100, 999])
+    with torch.no_grad():
+        want = model(x, t)
+        assert sampling_model(model, Run(tmp_path / "a", device="cpu", quiet=True)) is model
+        net = sampling_model(model, Run(tmp_path / "b", device="cpu", compile=True, quiet=True))
+        assert net is not model and hasattr(net, "_orig_mod")
+        torch.testing.assert_close(net(x, t), want, atol=1e-4, rtol=1e-4)
+
+
 def _gaussian_eps(sched, mu, s):
     """The optimal noise predictor E[eps | x_t] when x_0 ~ N(mu, s^2) (1-D)."""
     def eps(x, t):

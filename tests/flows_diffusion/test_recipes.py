@@ -79,6 +79,8 @@ def test_ddpm_quick_and_sample(run_recipe, tmp_path):
     scaled_dir, _ = run_recipe("ddpm-mnist", overrides=["eps_scale=0.9"])  # Epsilon Scaling on the 1000-step sampler
     assert (scaled_dir / "samples_ddpm.png").read_bytes() != (run_dir / "samples_ddpm.png").read_bytes()
     assert (scaled_dir / "samples_ddim.png").read_bytes() == (run_dir / "samples_ddim.png").read_bytes()
+    decayed_dir, _ = run_recipe("ddpm-mnist", overrides=["lr_decay=0.5"])  # training follows the decayed rate
+    assert (decayed_dir / "samples_ddpm.png").read_bytes() != (run_dir / "samples_ddpm.png").read_bytes()
 
 
 @needs_data("mnist")

@@ -46,7 +46,8 @@ from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
 from ..nn.convnets import conv_block
 from .autoencoder import ConvAutoencoder, reconstruction_loss
-from .diffusion import DDPM_FULL, DDPMConfig, DDPMSchedule, build_unet, grade, sample_batched, train_eps_model
+from .diffusion import (DDPM_FULL, DDPMConfig, DDPMSchedule, build_unet, grade, sample_batched, sampling_model,
+                        train_eps_model)
 
 
 @dataclass
@@ -216,7 +217,8 @@ def latent_diffusion_mnist(cfg: LatentDiffusionConfig, run: Run) -> dict[str, fl
         with torch.no_grad():
             recon = ae(x01[-16:].to(run.device)).cpu()
         result["ae_test_mse"] = float(reconstruction_loss(x01[-16:].flatten(1), recon.flatten(1)))
-        eps_fn = lambda x, t: ema_model(x, t)  # noqa: E731
+        net = sampling_model(ema_model, run)
+        eps_fn = lambda x, t: net(x, t)  # noqa: E731
         shape = tuple(cfg.latent_shape)
         ddpm = sample_batched(lambda n, seed: decode(ae, sched.ddpm_sample(
             eps_fn, (n, *shape), torch.Generator().manual_seed(seed), device=run.device, eps_scale=cfg.eps_scale),
