@@ -337,6 +337,8 @@ def grade(images_unit: torch.Tensor, dataset: str, grader: str, prefix: str = ""
 # draw against 10k training images: 19.9 at 12 epochs, 14.1 at 16 (constant rate), 13.3 at 16 with lr_decay=0.25
 # (DDIM-50 at lambda 0.95: 21.2 / 17.2 / 15.5). Under --compile an epoch takes 236 s here, so the preset trains
 # 15 epochs (16 and fp32 1000-step sampling would take about 90 min) with the last quarter's rate decayed.
+# Its run (dlnotes run ddpm-mnist --amp bf16 --compile, Intel CPU): classifier-FID 15.5, 2.09x the floor of 7.39,
+# confidence 0.966, DDIM-50 (lambda 0.95) 1.08x; 100.8 min, the training at 277 s/epoch (236 s earlier that day).
 DDPM_FULL = {"lr": 1e-3, "dropout": 0.0, "epochs": 12.0, "snr_gamma": 5.0}
 
 
