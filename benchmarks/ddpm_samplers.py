@@ -18,7 +18,7 @@ recipe's own ``classifier_fid``):
 the latent recipe does not: its codes have no fixed range).
 
     DLNOTES_DATA=../shared/data .venv/bin/python benchmarks/ddpm_samplers.py RUN_DIR \\
-        --n 1000 --samplers ddpm,ddim50,ddim50_quad,ddim100 [--device cuda] [--batch 1000]
+        --n 1000 --samplers ddpm,ddim50,ddim50_quad,ddim100 [--device cuda] [--batch 1000] [--bf16 --compile]
 
 Each line printed is one sampler's scores and wall time; the last line is one JSON object with every
 sampler's ``classifier_fid``, its ratio to ``ddpm``'s or ``--base``'s (``ratio_to_ddpm``) and the real test
@@ -96,7 +96,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--samplers", default="ddpm,ddim50,ddim50_quad,ddim100")
     ap.add_argument("--base", default="ddpm", help="the sampler whose FID the ratios divide by (e.g. ddpm_lam0.98)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--bf16", action="store_true", help="autocast the U-Net to bf16 (GPU)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="autocast the U-Net to bf16 (a GPU, or a CPU with AMX / AVX-512 BF16; ddpm-mnist's preset "
+                         "samples so, its sample_amp)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the U-Net as the recipes do under --compile (with --bf16, CPU: 2.4x faster)")
     ap.add_argument("--clip", choices=("run", "on", "off"), default="run",
                     help="clip the implied x_0 to [-1, 1]: as the run's config says (clip_x0), or on / off")
     ap.add_argument("--save", type=Path, default=None, help="write each sampler's images (in [0, 1]) here as .pt")
@@ -112,6 +116,8 @@ def main(argv=None) -> dict:
     if cfg.dataset != "mnist":
         raise SystemExit(f"the grader knows mnist runs; this run trained on {cfg.dataset!r}")
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)
+    if args.compile:  # as diffusion.sampling_model: the default memory layout, then inductor
+        model = torch.compile(model.to(memory_format=torch.contiguous_format))
 
     def eps_fn(x, t):
         with torch.autocast(device_type=torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.bf16):

@@ -286,6 +286,26 @@ def test_sampling_model_compiles_only_under_compile_and_predicts_the_same_noise(
         torch.testing.assert_close(net(x, t), want, atol=1e-4, rtol=1e-4)
 
 
+def test_sampling_eps_fn_is_fp32_unless_asked_and_then_runs_under_the_runs_autocast(tmp_path):
+    from dlnotes.engine import Run
+    from dlnotes.engine.dist import bf16_supported
+    from dlnotes.generative.diffusion import sampling_eps_fn
+    torch.manual_seed(0)
+    model = _perturb(UNet(1, 8, (1, 2), 1, (1,)).eval(), 0.05)
+    x, t = torch.randn(4, 1, 8, 8), torch.tensor([1, 10, 100, 999])
+    run = Run(tmp_path / "a", device="cpu", amp="bf16", quiet=True)
+    with torch.no_grad():
+        want = model(x, t)
+        assert torch.equal(sampling_eps_fn(model, run)(x, t), want)  # sample_amp off: fp32 even under --amp bf16
+        got = sampling_eps_fn(model, run, amp=True)(x, t)
+        plain = sampling_eps_fn(model, Run(tmp_path / "b", device="cpu", quiet=True), amp=True)(x, t)
+    assert torch.equal(plain, want)  # no --amp: nothing to autocast to
+    assert got.dtype == torch.float32  # the samplers' arithmetic stays fp32
+    torch.testing.assert_close(got, want, atol=0.05 * float(want.abs().max()), rtol=0.05)
+    if bf16_supported(torch.device("cpu")):
+        assert not torch.equal(got, want)  # the network ran in bf16
+
+
 def _gaussian_eps(sched, mu, s):
     """The optimal noise predictor E[eps | x_t] when x_0 ~ N(mu, s^2) (1-D)."""
     def eps(x, t):

@@ -46,7 +46,7 @@ from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
 from ..nn.convnets import conv_block
 from .autoencoder import ConvAutoencoder, reconstruction_loss
-from .diffusion import (DDPM_FULL, DDPMConfig, DDPMSchedule, build_unet, grade, sample_batched, sampling_model,
+from .diffusion import (DDPM_FULL, DDPMConfig, DDPMSchedule, build_unet, grade, sample_batched, sampling_eps_fn,
                         train_eps_model)
 
 
@@ -217,8 +217,7 @@ def latent_diffusion_mnist(cfg: LatentDiffusionConfig, run: Run) -> dict[str, fl
         with torch.no_grad():
             recon = ae(x01[-16:].to(run.device)).cpu()
         result["ae_test_mse"] = float(reconstruction_loss(x01[-16:].flatten(1), recon.flatten(1)))
-        net = sampling_model(ema_model, run)
-        eps_fn = lambda x, t: net(x, t)  # noqa: E731
+        eps_fn = sampling_eps_fn(ema_model, run, cfg.sample_amp)
         shape = tuple(cfg.latent_shape)
         ddpm = sample_batched(lambda n, seed: decode(ae, sched.ddpm_sample(
             eps_fn, (n, *shape), torch.Generator().manual_seed(seed), device=run.device, eps_scale=cfg.eps_scale),
