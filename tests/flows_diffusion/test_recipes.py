@@ -149,6 +149,13 @@ def test_ddpm_rejects_bad_sampler_settings_before_making_a_run(tmp_path, capsys,
     assert bad.replace("=", ": ") in capsys.readouterr().err and not (tmp_path / "runs").exists()
 
 
+def test_text_diffusion_refuses_sample_amp_it_would_ignore_before_making_a_run(tmp_path, capsys):
+    rc = cli_main(["run", "text-diffusion-mnist", "--quick", "--set", "sample_amp=true", "--runs",
+                   str(tmp_path / "runs")])
+    assert rc != 0
+    assert "sample_amp: true" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("argv, says", [(["--samplers", "ddpm,ddim50_lam0"], "_lam suffix"),
                                         (["--samplers", "ddpm,ddim50_lamx"], "unknown sampler"),
                                         (["--samplers", "ddim50", "--base", "ddim50_lam0.95"], "--base")])

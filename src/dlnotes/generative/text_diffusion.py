@@ -27,6 +27,7 @@ import torch
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.config import ConfigError
 from ..engine.schedules import set_lr, warmup_cosine
 from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
@@ -48,6 +49,12 @@ class TextDiffusionConfig(DDPMConfig):
     guidance: float = 3.0  # guidance scale s at sampling
     n_per_prompt: int = 20  # samples per prompt in the evaluation
     sample_steps: int = 50  # DDIM steps for the evaluation samples
+
+    def check(self):
+        super().check()
+        if self.sample_amp:
+            raise ConfigError("sample_amp: true is for ddpm-mnist and latent-diffusion-mnist; this recipe's guided "
+                              "sampler runs in fp32, so leave sample_amp false")
 
 
 def train_clip(cfg: TextDiffusionConfig, images, captions, tok, run: Run) -> C.CLIP:
