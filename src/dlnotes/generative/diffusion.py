@@ -361,7 +361,8 @@ def grade(images_unit: torch.Tensor, dataset: str, grader: str, prefix: str = ""
 # against training images: 12.8 / 12.4 against 12.9 / 12.2) and takes the 1000-step sampling from about 24 min to 10,
 # so the preset trains the screen's 16 epochs. Its run (same command): classifier-FID 14.5, 1.96x the floor, confidence
 # 0.966, DDIM-50 1.26x; 79.3 min (training 66.9 at 251 s/epoch). A second draw (benchmarks/ddpm_samplers.py --seed
-# 100000 --bf16 --compile): 17.9 (2.43x), DDIM-50 0.98x; over both draws 2.19x and DDIM-50 1.11x.
+# 100000 --bf16 --compile): 17.9 (2.43x), DDIM-50 0.98x; a third (--seed 200000): 14.9 (2.02x), DDIM-50 1.43x; over
+# the three draws 2.14x and DDIM-50 1.21x.
 DDPM_FULL = {"lr": 1e-3, "dropout": 0.0, "epochs": 12.0, "snr_gamma": 5.0}
 
 
