@@ -20,12 +20,14 @@ run the diffusion process on the embeddings, and decode the final ``x_0'`` back 
 4. sample codes (ancestral or DDIM), undo the standardisation, decode to images.
 
 The speed-up over pixel space is measured in the same run by timing training steps of the pixel
-recipe's U-Net at the same batch. Training uses ``ddpm-mnist``'s full settings (Adam 1e-3, no dropout,
-Min-SNR-5 weights) for 4x its epochs, 48 against 12: a latent step costs about a fifth of a pixel
+recipe's U-Net at the same batch. Training uses ``ddpm-mnist``'s 12-epoch settings (Adam 1e-3, no dropout,
+Min-SNR-5 weights; ``DDPM_FULL``) for 4x the epochs, 48 against 12: a latent step costs about a fifth of a pixel
 one, so the 48 epochs take less time than pixel DDPM's 12, and the two recipes are compared at about
 equal training time. On the Intel CPU (fp32, 2 threads): classifier-FID 23.0 against pixel DDPM's
 21.0 (1.09x) at 5.4x pixel speed per step, 40 min of training against 58 min for pixel's 12 epochs
-(``--amp bf16``). At 12 epochs the same code scored 51.5 (2.45x). ``pixel_run`` names a finished
+(``--amp bf16``). At 12 epochs the same code scored 51.5 (2.45x). Pixel DDPM's preset has since moved to 16
+epochs with a decayed rate and bf16 sampling (FID 14.5 on its own draw, 15.8 over three): against it the 23.0
+is 1.59x, and over the draws each has 1.32x. ``pixel_run`` names a finished
 ``ddpm-mnist`` run whose classifier-FID the result is divided by (``fid_ratio_to_pixel``).
 """
 from __future__ import annotations
