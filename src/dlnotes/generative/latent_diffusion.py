@@ -19,16 +19,17 @@ run the diffusion process on the embeddings, and decode the final ``x_0'`` back 
 3. train DDPM (:mod:`dlnotes.generative.diffusion`, same loss and schedule) on the codes;
 4. sample codes (ancestral or DDIM), undo the standardisation, decode to images.
 
-The speed-up over pixel space is measured in the same run by timing training steps of the pixel
-recipe's U-Net at the same batch. Training uses ``ddpm-mnist``'s 12-epoch settings (Adam 1e-3, no dropout,
-Min-SNR-5 weights; ``DDPM_FULL``) for 4x the epochs, 48 against 12: a latent step costs about a fifth of a pixel
-one, so the 48 epochs take less time than pixel DDPM's 12, and the two recipes are compared at about
-equal training time. On the Intel CPU (fp32, 2 threads): classifier-FID 23.0 against pixel DDPM's
-21.0 (1.09x) at 5.4x pixel speed per step, 40 min of training against 58 min for pixel's 12 epochs
-(``--amp bf16``). At 12 epochs the same code scored 51.5 (2.45x). Pixel DDPM's preset has since moved to 16
-epochs with a decayed rate and bf16 sampling (FID 14.5 on its own draw, 15.8 over three): against it the 23.0
-is 1.59x, and over the draws each has 1.32x. ``pixel_run`` names a finished
-``ddpm-mnist`` run whose classifier-FID the result is divided by (``fid_ratio_to_pixel``).
+The speed-up over pixel space is measured in the same run by timing training steps of the pixel recipe's U-Net at
+the same batch. Training uses ``ddpm-mnist``'s full-preset settings (Adam 1e-3, no dropout, Min-SNR-5 weights, the
+rate decayed over the last quarter of the steps; ``DDPM_TRAIN``) for 4x its epochs, 64 against 16: a latent step
+costs about a sixth of a pixel one, so the two recipes train for about the same time. On the AMD CPU (fp32, 2
+threads, alone): classifier-FID 21.5 against pixel DDPM's 14.5 on the same seeds (1.48x), at 5.9x pixel speed per
+step; 68 min of training (pixel's 16 epochs: 67 min, Intel CPU, compiled, bf16), 75 in all. Two more draws of 1000
+samples: 19.6 and 21.3 (pixel: 17.9 and 14.9), so 20.8 over three against pixel's 15.8, 1.32x. Before, 48 epochs at
+a constant rate (Intel CPU): 23.0 on the recipe's seeds (1.59x) and 18.8 on the second draw, 20.9 over the two: the
+decayed rate moved the recipe's draw, not the mean; DDIM-50 went from 35.4 to 26.5. At 12 epochs: 51.5.
+``pixel_run`` names a finished ``ddpm-mnist`` run whose classifier-FID the result is divided by
+(``fid_ratio_to_pixel``).
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
 from ..nn.convnets import conv_block
 from .autoencoder import ConvAutoencoder, reconstruction_loss
-from .diffusion import (DDPM_FULL, DDPMConfig, DDPMSchedule, build_unet, grade, sample_batched, sampling_eps_fn,
+from .diffusion import (DDPM_TRAIN, DDPMConfig, DDPMSchedule, build_unet, grade, sample_batched, sampling_eps_fn,
                         train_eps_model)
 
 
@@ -183,9 +184,9 @@ def time_pixel_steps(cfg: LatentDiffusionConfig, steps: int, run: Run) -> float:
     return (time.time() - t0) / steps
 
 
-# Pixel DDPM's settings for 4x its epochs (about its training time). Min-SNR-5 weights: with per-dimension code
-# scaling, at 12 epochs, classifier-FID 72.9 with them against 95.7 without (Intel CPU, --amp bf16).
-LATENT_FULL = dict(DDPM_FULL, epochs=48.0)
+# Pixel DDPM's training settings for 4x its epochs (about its training time). Min-SNR-5 weights: with per-dimension
+# code scaling, at 12 epochs, classifier-FID 72.9 with them against 95.7 without (Intel CPU, --amp bf16).
+LATENT_FULL = dict(DDPM_TRAIN, epochs=4 * DDPM_TRAIN["epochs"])
 
 
 @recipe("latent-diffusion-mnist", lecture=12, section="Diffusion in Latent Space", config=LatentDiffusionConfig,
