@@ -439,7 +439,7 @@ def test_latent_config_refuses_shapes_its_autoencoder_cannot_make():
 def test_latent_full_preset_trains_like_pixel_ddpm_for_4x_the_epochs():
     from dlnotes.engine.recipes import get
     pixel, latent = get("ddpm-mnist").make_config(), get("latent-diffusion-mnist").make_config()
-    assert latent.epochs == 4 * pixel.epochs  # a latent step costs about a fifth of a pixel one: similar training time
+    assert latent.epochs == 4 * pixel.epochs  # a latent step costs a fifth to a sixth of a pixel one
     for key in ("lr", "lr_decay", "snr_gamma", "dropout", "batch_size", "ema", "T", "beta_1", "beta_T"):
         assert getattr(latent, key) == getattr(pixel, key), key
 

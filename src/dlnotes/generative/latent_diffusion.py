@@ -22,7 +22,7 @@ run the diffusion process on the embeddings, and decode the final ``x_0'`` back 
 The speed-up over pixel space is measured in the same run by timing training steps of the pixel recipe's U-Net at
 the same batch. Training uses ``ddpm-mnist``'s full-preset settings (Adam 1e-3, no dropout, Min-SNR-5 weights, the
 rate decayed over the last quarter of the steps; ``DDPM_TRAIN``) for 4x its epochs, 64 against 16: a latent step
-costs about a sixth of a pixel one, so the two recipes train for about the same time. On the AMD CPU (fp32, 2
+costs a fifth to a sixth of a pixel one, so the two recipes train for about the same time. On the AMD CPU (fp32, 2
 threads, alone): classifier-FID 21.5 against pixel DDPM's 14.5 on the same seeds (1.48x), at 5.9x pixel speed per
 step; 68 min of training (pixel's 16 epochs: 67 min, Intel CPU, compiled, bf16), 75 in all. Two more draws of 1000
 samples: 19.6 and 21.3 (pixel: 17.9 and 14.9), so 20.8 over three against pixel's 15.8, 1.32x. Before, 48 epochs at
