@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlnotes.sequence.attention import (MultiHeadAttention, SelfAttention, attention, causal_mask,
-                                        combine_masks, simple_self_attention)
+                                        combine_masks, scaled_dot_product, simple_self_attention)
 
 
 def test_parameter_free_self_attention_matches_the_notes_sums():
@@ -57,6 +57,35 @@ def test_explicit_attention_equals_sdpa(masking):
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, h, T, dtype=torch.float64))
     if masking in ("padding", "both"):
         assert weights[0, :, :, 4:].abs().max() == 0  # padded keys get no weight
+
+
+@pytest.mark.parametrize("masking", ["causal", "padding"])
+def test_bf16_training_attention_takes_the_explicit_route_with_the_fused_kernels_numbers(masking):
+    """In bf16 with gradients on a CPU, scaled_dot_product computes attention() (not the fused kernel, whose
+    backward is slower there); its output and gradients match the fused kernel's in fp64 to bf16 precision."""
+    torch.manual_seed(4)
+    B, h, T, d = 3, 2, 6, 8
+    ref_in = [torch.randn(B, h, T, d, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    pad = torch.zeros(B, 1, 1, T, dtype=torch.bool)
+    pad[0, ..., 4:] = True
+    keep = None if masking == "causal" else ~pad
+    ref = F.scaled_dot_product_attention(*ref_in, attn_mask=keep, is_causal=masking == "causal")
+    ref.pow(2).sum().backward()
+    low = [x.detach().to(torch.bfloat16).requires_grad_() for x in ref_in]
+    calls = []
+    fused = F.scaled_dot_product_attention
+    F.scaled_dot_product_attention = lambda *a, **kw: calls.append(1) or fused(*a, **kw)
+    try:
+        out = scaled_dot_product(*low, keep, is_causal=masking == "causal")
+        with torch.no_grad():
+            scaled_dot_product(*low, keep, is_causal=masking == "causal")  # sampling keeps the fused kernel
+    finally:
+        F.scaled_dot_product_attention = fused
+    assert calls == [1]
+    out.float().pow(2).sum().backward()
+    torch.testing.assert_close(out.double(), ref.detach(), atol=0.05, rtol=0.02)
+    for x, r in zip(low, ref_in):
+        torch.testing.assert_close(x.grad.double(), r.grad, atol=0.1, rtol=0.05)
 
 
 def test_causal_mask_shape_and_alignment():

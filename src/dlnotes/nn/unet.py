@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..sequence.attention import scaled_dot_product
+
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of (B,) integer or float steps -> (B, dim)."""
@@ -82,7 +84,7 @@ class Attention2d(nn.Module):
         q = self.q(tokens).view(b, h * w, self.heads, -1).transpose(1, 2)  # (B, heads, HW, C/heads)
         k, v = self.kv(src).view(b, src.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, heads, L, C/heads)
         mask = None if context_mask is None else context_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # softmax(QK^T / sqrt(d)) V
+        out = scaled_dot_product(q, k, v, mask)  # softmax(QK^T / sqrt(d)) V
         out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
         return x + out.transpose(1, 2).view(b, c, h, w)
 
