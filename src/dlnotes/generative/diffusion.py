@@ -365,7 +365,8 @@ def grade(images_unit: torch.Tensor, dataset: str, grader: str, prefix: str = ""
 # the three draws 2.14x and DDIM-50 1.21x.
 # On the AMD machine, attention in bf16 training taking the explicit route (sequence.attention.scaled_dot_product;
 # 0.45 s/step against 0.60 through the fused kernel): FID 15.3 (2.07x), DDIM-50 1.25x, 74.5 min; a second draw
-# (seed 100000) 20.8 (2.81x), DDIM-50 0.82x; over the two 2.44x and DDIM-50 1.00x.
+# (seed 100000) 20.8 (2.81x), DDIM-50 0.82x; a third (200000) 14.6 (1.97x), DDIM-50 1.34x; over the three
+# 2.28x and DDIM-50 1.10x.
 DDPM_FULL = {"lr": 1e-3, "dropout": 0.0, "epochs": 12.0, "snr_gamma": 5.0}
 DDPM_TRAIN = {**DDPM_FULL, "epochs": 16.0, "lr_decay": 0.25}  # the full preset's training (latent diffusion's too)
 
