@@ -118,8 +118,9 @@ def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: 
     evaluation), the fused kernel is as fast or faster and keeps the job. ``mask``: boolean, True = may attend;
     ``is_causal``: queries and keys aligned at the start, as the fused kernel's flag."""
     if torch.is_grad_enabled() and q.requires_grad and q.device.type == "cpu" and q.dtype == torch.bfloat16:
-        if is_causal:
-            mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+        if is_causal:  # the fused kernel's alignment (top-left), kept with any mask passed beside it
+            c = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+            mask = c if mask is None else mask & c
         return attention(q, k, v, mask, dropout_p, training=dropout_p > 0)[0]
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
 
