@@ -17,12 +17,13 @@ instead: spans of whole sentences packed to fill the input (see PairData). At th
 paper's inputs did worse. After the default 6000 steps, packed spans left the masked-LM loss on the
 unigram plateau: 6.19 nats, on an H200, bf16. One sentence per segment reached 4.97, on an Intel CPU,
 bf16, with the same model and schedule. At 2800 steps (AMD CPU, fp32) both were still on the plateau:
-6.29 packed, 6.21 single. Shorter inputs may let attention find the neighbouring tokens sooner; a
-sentence averages 34 pieces, so a single-sentence input holds about 70 tokens. That cause is a guess,
-not measured. Pre-norm blocks (``x + f(LN(x))`` and a final LN; Xiong et al. 2020 report that they train
-BERT faster) made no difference here: over the first 2000 of the default 6000 steps their training
-masked-LM loss stayed within 0.02 nats of the post-norm one (mean over steps 1500-1999: 6.40 against 6.39;
-Intel CPU, bf16), so the encoder keeps BERT's post-norm.
+6.29 packed, 6.21 single; with bf16 the same CPU ran all 6000 single-sentence steps, and the training
+loss left the plateau near step 3000, ending at 4.94 held out. Shorter inputs may let attention find
+the neighbouring tokens sooner; a sentence averages 34 pieces, so a single-sentence input holds about
+70 tokens. That cause is a guess, not measured. Pre-norm blocks (``x + f(LN(x))`` and a final LN;
+Xiong et al. 2020 report that they train BERT faster) made no difference here: over the first 2000 of
+the default 6000 steps their training masked-LM loss stayed within 0.02 nats of the post-norm one (mean
+over steps 1500-1999: 6.40 against 6.39; Intel CPU, bf16), so the encoder keeps BERT's post-norm.
 """
 from __future__ import annotations
 
