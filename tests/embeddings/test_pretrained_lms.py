@@ -179,7 +179,20 @@ def test_gpt2_classifier_ignores_right_padding(pool):
     torch.testing.assert_close(a[0], clf.head(z), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("model,pool", [("bert", "mean"), ("gpt2", "max")])
+@pytest.mark.parametrize("pool", ["last", "mean"])
+def test_bert_classifier_reads_cls_through_the_pooler_or_the_mean_of_real_tokens(pool):
+    torch.manual_seed(0)
+    m = B.BERT(30, 16, 1, 2, 16, 0.0).eval()
+    clf = FT.Classifier("bert", m, 16, pad_id=0, dropout=0.0, pool=pool).eval()
+    a = clf(torch.tensor([[2, 5, 6, 3]]))
+    b = clf(torch.tensor([[2, 5, 6, 3, 0, 0], [2, 5, 6, 7, 8, 3]]))
+    torch.testing.assert_close(a, b[:1], atol=1e-5, rtol=1e-5)  # padding is neither attended to nor averaged
+    h = m.features(torch.tensor([[2, 5, 6, 3]]), torch.zeros(1, 4, dtype=torch.long))[0]  # (4, d)
+    z = h.mean(0) if pool == "mean" else m.pooler(h[0])
+    torch.testing.assert_close(a[0], clf.head(z), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model,pool", [("elmo", "mean"), ("gpt2", "max"), ("bert", "first")])
 def test_finetune_config_names_a_pool_it_cannot_use(model, pool):
     with pytest.raises(ConfigError, match=f"pool: '{pool}' with model={model}"):
         FT.FinetuneConfig(model=model, pool=pool).check()
