@@ -77,6 +77,10 @@ class Classifier(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.forward_with_lm(ids, lm_loss=False)[0]
 
+    def _mean_of_real(self, h: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, d) token states -> (B, d) mean over each sentence's non-padding tokens."""
+        return (h * (ids != self.pad_id)[..., None]).sum(1) / lengths[:, None].to(h.dtype)
+
     def forward_with_lm(self, ids: torch.Tensor, lm_loss: bool = True):
         """(class logits, GPT-2's mean next-token loss over the sentences' real tokens or None): one pass of
         the blocks feeds both the classification head and the tied LM head, as in Radford et al. (2018)."""
@@ -85,7 +89,7 @@ class Classifier(nn.Module):
             m = self.lm
             h = m.blocks(m.drop(m.pos(m.tok_embed(ids))))  # (B, T, C); right padding cannot leak backwards
             if self.pool == "mean":  # mean of the real tokens' states (each has seen its own prefix)
-                z = (h * (ids != self.pad_id)[..., None]).sum(1) / lengths[:, None].to(h.dtype)
+                z = self._mean_of_real(h, ids, lengths)
             else:
                 z = h[torch.arange(len(ids), device=ids.device), lengths - 1]  # last real token
             if lm_loss:  # predict token t+1 from h_t wherever t+1 is a real token
@@ -98,7 +102,7 @@ class Classifier(nn.Module):
         elif self.kind == "bert":
             h = self.lm.features(ids, torch.zeros_like(ids))  # (B, T, d)
             if self.pool == "mean":  # mean of the real tokens' states ([CLS] and [SEP] included), no pooler
-                z = (h * (ids != self.pad_id)[..., None]).sum(1) / lengths[:, None].to(h.dtype)
+                z = self._mean_of_real(h, ids, lengths)
             else:
                 z = self.lm.pooler(h[:, 0])  # [CLS]
         else:  # elmo
