@@ -31,7 +31,8 @@ def main(argv=None) -> None:
 
     import torch
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from dlnotes.rl.alphazero import OpenSpielMCTSPlayer, elo_gap, load_player, play_match
+    from dlnotes.rl.alphazero import load_player
+    from dlnotes.rl.arena import OpenSpielMCTSPlayer, elo_gap, play_match
     from dlnotes.rl.games import make_game
     from dlnotes.rl.mcts import MCTSConfig, MCTSPlayer, RolloutEvaluator
 

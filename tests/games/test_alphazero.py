@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from dlnotes.rl.alphazero import (AlphaZeroConfig, PolicyPlayer, NetEvaluator, RandomPlayer, build_net, elo_gap,
-                                  parallel_self_play, play_match, scheduled_lr, self_play, train_batch)
+from dlnotes.rl.alphazero import (AlphaZeroConfig, PolicyPlayer, NetEvaluator, build_net, parallel_self_play,
+                                  scheduled_lr, self_play, train_batch)
+from dlnotes.rl.arena import RandomPlayer, elo_gap, play_match
 from dlnotes.rl.games import Connect4, TicTacToe
 from dlnotes.rl.games.tictactoe import PerfectPlayer, minimax_value, perfect_moves
 from dlnotes.rl.mcts import MCTSConfig, MCTSPlayer

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import Run, Target, recipe
-from .alphazero import PolicyPlayer, build_net, make_opponent, opponent_available, play_match
+from .alphazero import PolicyPlayer, build_net
+from .arena import make_opponent, opponent_available, play_match
 from .games import Game, GameState, make_game, random_playout
 from .mcts import MCTSConfig, MCTSPlayer
 

@@ -14,7 +14,7 @@ AlphaGo's policy and value networks and its tree search become one loop:
    ``l = (z - v)^2 - pi^T log p + c ||theta||^2``, with Adam's step size lowered along a cosine
    (``lr_final``) as the time budget runs out.
 3. repeat; every ``eval_every`` generations the search player meets a fixed opponent
-   (OpenSpiel's MCTS bot, perfect minimax, or random play) and the win rate ``w`` (draws count
+   (OpenSpiel's MCTS bot, perfect minimax, or random play; :mod:`dlnotes.rl.arena`) and the win rate ``w`` (draws count
    one half) gives an Elo-style rating gap ``400 log10(w / (1 - w))``.
 
 The time budget ``time_budget_s`` counts training (self-play, updates, checkpoints); no generation
@@ -27,7 +27,6 @@ are in the checkpoint, so ``dlnotes run --resume RUN_DIR`` continues self-play t
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from torch import nn
 from ..engine import ConfigError, Run, Target, recipe
 from ..engine.schedules import set_lr, warmup_cosine
 from .games import Game, GameState, make_game
+from .arena import RandomPlayer, elo_gap, make_opponent, opponent_available, play_match
 from .mcts import MCTSConfig, MCTSPlayer, Node, choose, search, visit_policy
 
 
@@ -214,78 +214,6 @@ def train_batch(net, opt, game: Game, syms, planes, pis, zs, rng, device) -> dic
     return {"loss": loss.item(), "policy_loss": policy_loss.item(), "value_loss": value_loss.item()}
 
 
-# ---------------------------------------------------------------------- matches
-class RandomPlayer:
-    def __init__(self, seed: int = 0):
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, state):
-        moves = state.legal_moves()
-        return int(moves[int(self.rng.integers(len(moves)))])
-
-
-class OpenSpielMCTSPlayer:
-    """``pyspiel.MCTSBot`` (C++ UCT with random-rollout evaluation) playing our game via its action history."""
-
-    def __init__(self, game: Game, simulations: int = 1000, uct_c: float = 2.0, seed: int = 0):
-        import pyspiel
-
-        name, params = {"tictactoe": ("tic_tac_toe", {}), "connect4": ("connect_four", {})}.get(
-            game.name, ("go", {"board_size": getattr(game, "size", 9), "komi": getattr(game, "komi", 7.5)}))
-        self.spiel_game = pyspiel.load_game(name, params)
-        evaluator = pyspiel.RandomRolloutEvaluator(1, seed)
-        self.bot = pyspiel.MCTSBot(self.spiel_game, evaluator, uct_c, simulations, 1000, True, seed, False)
-
-    def __call__(self, state: GameState) -> int:
-        st = self.spiel_game.new_initial_state()
-        for a in state.history:
-            st.apply_action(int(a))
-        return int(self.bot.step(st))
-
-
-def play_match(agent, opponent, game: Game, n_games: int) -> dict[str, float]:
-    """``n_games`` between ``agent`` (plays first in even games) and ``opponent``, all in lock step so the
-    agent's searches are batched. Returns the agent's win/draw/loss rates and win_rate (draw = 1/2)."""
-    states = [game.initial() for _ in range(n_games)]
-    agent_side = [i % 2 for i in range(n_games)]  # agent is player 0 in even games
-    while True:
-        live = [i for i in range(n_games) if not states[i].is_terminal()]
-        if not live:
-            break
-        ours = [i for i in live if states[i].to_play == agent_side[i]]
-        if ours:
-            many = getattr(agent, "choose_many", None)
-            moves = many([states[i] for i in ours]) if many else [agent(states[i]) for i in ours]
-            for i, a in zip(ours, moves):
-                states[i] = states[i].play(a)
-        for i in live:
-            if i not in ours:
-                states[i] = states[i].play(opponent(states[i]))
-    r = np.array([states[i].returns()[agent_side[i]] for i in range(n_games)])
-    win, draw, loss = float((r > 0).mean()), float((r == 0).mean()), float((r < 0).mean())
-    return {"win": win, "draw": draw, "loss": loss, "win_rate": win + 0.5 * draw}
-
-
-def elo_gap(win_rate: float, n_games: int) -> float:
-    """Elo difference implied by a score fraction, clipped half a game from 0 and 1."""
-    w = min(max(win_rate, 0.5 / n_games), 1 - 0.5 / n_games)
-    return 400.0 * math.log10(w / (1 - w))
-
-
-def make_opponent(name: str, game: Game, simulations: int, seed: int):
-    if name == "random":
-        return RandomPlayer(seed)
-    if name == "minimax":
-        from .games.tictactoe import PerfectPlayer
-        return PerfectPlayer(seed)
-    if name == "openspiel-mcts":
-        return OpenSpielMCTSPlayer(game, simulations, 2.0, seed)
-    if name == "mcts":
-        from .mcts import RolloutEvaluator
-        return MCTSPlayer(RolloutEvaluator(game.num_actions, seed=seed), MCTSConfig(simulations=simulations), seed)
-    raise ValueError(f"unknown opponent {name!r}: random | minimax | openspiel-mcts | mcts")
-
-
 # ---------------------------------------------------------------------- the recipe
 @dataclass
 class AlphaZeroConfig:
@@ -326,15 +254,6 @@ class AlphaZeroConfig:
         if self.final_simulations < 0:
             raise ConfigError(f"final_simulations: {self.final_simulations}; use a positive search budget, "
                               f"or 0 for eval_simulations")
-
-
-def opponent_available(name: str) -> str:
-    if name == "openspiel-mcts":
-        try:
-            import pyspiel  # noqa: F401
-        except ImportError:
-            return "mcts"  # fall back to our own rollout MCTS (same algorithm, Python speed)
-    return name
 
 
 def scheduled_lr(cfg: AlphaZeroConfig, gen: int, elapsed_s: float) -> float:
