@@ -34,10 +34,9 @@ from torch import nn
 from ..data.sampling import StepSampler
 from ..engine import Run, recipe
 from ..engine.run import load_run_weights
-from ..engine.plots import write_grid
 from ..engine.plots import save_image_grid
 from .gan import (generate, grad_norm, image_data, make_discriminator, make_generator, score_generated,
-                  to_signed)
+                  to_signed, write_generator_samples)
 
 
 def critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
@@ -144,9 +143,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     cfg = from_dict(WGANConfig, saved["config"])
     G = make_generator(cfg.arch, cfg.z_dim, cfg.width)
     G.load_state_dict(load_run_weights(run_dir, "G"))
-    out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png",
-                     generate(G, args.n, cfg.z_dim, seed=args.seed))
-    return f"wrote {args.n} samples to {out}"
+    return write_generator_samples(G, cfg.z_dim, run_dir, args)
 
 
 _QUICK = {"gen_steps": 8, "n_critic": 2, "n_eval": 500, "classifier": "quick", "width": 16, "log_every": 2,
