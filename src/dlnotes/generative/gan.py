@@ -322,8 +322,8 @@ def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
     """Alternating Adam steps on D (cross-entropy, real=1, fake=0) and G (cfg.loss)."""
     x_all, _ = image_data(cfg.dataset, "train")
     G, D, Gp, Dp, opt_g, opt_d, start, sampler, b, ema = adversarial_setup(cfg, run, len(x_all))
-    run.print(f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M "
-              f"parameters; {cfg.steps} steps of {cfg.batch_size}")
+    n_g, n_d = (sum(p.numel() for p in net.parameters()) / 1e6 for net in (G, D))
+    run.print(f"G {n_g:.2f}M, D {n_d:.2f}M parameters; {cfg.steps} steps of {cfg.batch_size}")
     for step in run.steps(cfg.steps, unit="img", items_per_step=cfg.batch_size):
         real = to_signed(x_all[sampler.indices(step)]).to(run.device)  # (B, 1, 28, 28)
         z = torch.randn(b, cfg.z_dim, device=run.device)
@@ -391,8 +391,8 @@ _QUICK = {"steps": 30, "n_eval": 500, "classifier": "quick", "width": 16, "log_e
 GAN_TARGET = Target("sample_confidence", ">=", 0.9, "issue #7 (classifier confidence of a working MNIST GAN)")
 
 
-# The DCGAN recipe: R1 (gamma 1, on every 16th D step) and no norm in D, Adam 3e-4 with beta1 0 (the screens are in the module
-# docstring). The saturating and MLP comparisons keep the batch-norm baseline.
+# The DCGAN recipe: R1 (gamma 1, on every 16th D step) and no norm in D, Adam 3e-4 with beta1 0 (the screens are
+# in the module docstring). The saturating and MLP comparisons keep the batch-norm baseline.
 _DCGAN = {"d_norm": "none", "r1": 1.0, "r1_every": 16, "lr": 3e-4, "beta1": 0.0}
 
 

@@ -105,8 +105,10 @@ def gan_saturation(cfg: SaturationConfig, run: Run) -> dict[str, float]:
         # generator steps until mean D(G(z)) first reaches 0.1: how long each loss stays stuck
         result[f"steps_to_d_fake_0.1_{kind}"] = next((s for s, d in zip(steps, dfake) if d >= 0.1), len(steps))
     run.checkpoint()
-    result["start_grad_ratio"] = result["first_grad_norm_nonsaturating"] / max(result["first_grad_norm_saturating"], 1e-12)
-    result["early_grad_ratio"] = result["early_grad_norm_nonsaturating"] / max(result["early_grad_norm_saturating"], 1e-12)
+    def ratio(when: str) -> float:  # non-saturating over saturating generator gradient norm
+        return result[f"{when}_grad_norm_nonsaturating"] / max(result[f"{when}_grad_norm_saturating"], 1e-12)
+
+    result["start_grad_ratio"], result["early_grad_ratio"] = ratio("first"), ratio("early")
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.4))
     d = torch.linspace(1e-3, 1 - 1e-3, 200)
     ax[0].plot(d, torch.log(1 - d), label="saturating: log(1 - D(G(z)))")
