@@ -198,6 +198,35 @@ def test_finetune_config_names_a_pool_it_cannot_use(model, pool):
         FT.FinetuneConfig(model=model, pool=pool).check()
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "bert"])
+def test_layer_decay_gives_each_depth_its_rate_from_embeddings_to_head(kind):
+    from dlnotes.engine.schedules import set_lr
+    torch.manual_seed(0)
+    lm = (G.build_model(G.GPT2Config(context=16, n_layers=3, n_heads=2, d_model=16), 30) if kind == "gpt2"
+          else B.BERT(30, 16, 3, 2, 16, 0.1))
+    clf = FT.Classifier(kind, lm, 16, pad_id=0)
+    opt = FT.layerwise_optimizer(clf, 1e-3, 0.01, 0.5)
+    set_lr(opt, 2e-3)
+    rate = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+    assert len(rate) == len(list(clf.parameters()))  # every parameter once
+    tok = lm.tok_embed.weight if kind == "gpt2" else lm.tok.weight
+    blocks = lm.blocks.layers if kind == "gpt2" else lm.encoder.layers
+    assert rate[id(tok)] == (2e-3 / 16, 0.01)  # embeddings: depth 0 of 4
+    for i, block in enumerate(blocks):  # block i at depth i + 1: 2e-3 * 0.5^(3 - i)
+        assert {rate[id(p)] for p in block.parameters() if p.dim() >= 2} == {(2e-3 * 0.5 ** (3 - i), 0.01)}
+        assert {rate[id(p)] for p in block.parameters() if p.dim() < 2} == {(2e-3 * 0.5 ** (3 - i), 0.0)}
+    assert rate[id(clf.head.weight)] == (2e-3, 0.01) and rate[id(clf.head.bias)] == (2e-3, 0.0)
+    plain = FT.layerwise_optimizer(clf, 1e-3, 0.01, 1.0)  # no decay: GPT-2's two groups, one rate
+    set_lr(plain, 2e-3)
+    assert [(g["lr"], g["weight_decay"]) for g in plain.param_groups] == [(2e-3, 0.01), (2e-3, 0.0)]
+
+
+@pytest.mark.parametrize("model,decay", [("elmo", 0.8), ("gpt2", 0.0), ("bert", 1.5)])
+def test_finetune_config_refuses_a_layer_decay_it_cannot_use(model, decay):
+    with pytest.raises(ConfigError, match=f"layer_decay: {decay} with model={model}"):
+        FT.FinetuneConfig(model=model, layer_decay=decay).check()
+
+
 def test_gpt2_auxiliary_lm_loss_is_the_next_token_loss_of_the_real_tokens():
     torch.manual_seed(0)
     m = G.build_model(G.GPT2Config(context=16, n_layers=1, n_heads=2, d_model=16, dropout=0.0), 30)

@@ -18,6 +18,7 @@ def warmup_cosine(step: int, total: int, lr: float, min_lr: float = 0.0, warmup:
 
 
 def set_lr(optimizer, lr: float) -> None:
-    """Set every parameter group of ``optimizer`` to ``lr``."""
+    """Set every parameter group of ``optimizer`` to ``lr``, times the group's ``lr_scale`` where it has one
+    (layer-wise rates: :func:`dlnotes.sequence.finetune.layerwise_optimizer`)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
