@@ -93,6 +93,7 @@ def cmd_sample(args) -> int:
         return _err(f"{cfg_path} not found: give a run directory written by `dlnotes run`")
     saved = json.loads(cfg_path.read_text())
     rec = get(saved["recipe"])
+    args.out = Path(args.out) if args.out else run_dir / f"samples-seed{args.seed}.png"  # image models only
     import importlib
 
     mod = importlib.import_module(rec.fn.__module__)
@@ -181,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--src", help="source sentence for translation models")
     s.add_argument("--n", type=int, default=64, help="number of samples for image models")
-    s.add_argument("--out", help="where to write an image grid (PNG) for image models")
+    s.add_argument("--out", help="where image models write their grid (PNG; default RUN_DIR/samples-seed<seed>.png)")
     s.set_defaults(fn=cmd_sample)
 
     d = sub.add_parser("data", help="list | verify | fetch datasets")

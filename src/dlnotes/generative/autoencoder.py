@@ -247,7 +247,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     """``dlnotes sample RUN_DIR``: conv AE decodes Gaussian codes; linear AE shows its basis."""
     from ..engine.config import from_dict
 
-    out = Path(args.out or Path(run_dir) / f"samples-seed{args.seed}.png")
+    out = args.out
     if saved["recipe"] == "linear-ae-pca-mnist":
         cfg = from_dict(LinearAEConfig, saved["config"])
         w = load_run_weights(run_dir, "model")["U.weight"]  # (d, k)

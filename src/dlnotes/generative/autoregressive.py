@@ -179,5 +179,5 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     model.eval()
     shape = (1, *load_images(cfg.dataset, "test").shape[1:])
     x = model.sample(args.n, shape, torch.Generator().manual_seed(args.seed))
-    out = write_grid(args.out or Path(run_dir) / "samples_cli.png", x)
+    out = write_grid(args.out, x)
     return f"wrote {args.n} samples to {out}"

@@ -108,8 +108,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     G = make_generator(cfg.arch, cfg.z_dim, cfg.width, extra_in=10, hidden=getattr(cfg, "fc_hidden", 0))
     G.load_state_dict(load_run_weights(run_dir, "G"))
     labels = torch.arange(10).repeat(max(1, args.n // 10))
-    out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png",
-                     generate_conditional(G, labels, cfg.z_dim, seed=args.seed), nrow=10)
+    out = write_grid(args.out, generate_conditional(G, labels, cfg.z_dim, seed=args.seed), nrow=10)
     return f"wrote {len(labels)} samples (column c = digit c) to {out}"
 
 

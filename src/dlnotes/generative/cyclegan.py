@@ -307,5 +307,5 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     a = xa[torch.randperm(len(xa), generator=g)[:n]]
     b = xb[torch.randperm(len(xb), generator=g)[:n]]
     rows = torch.cat([SQ.to_unit(a), translate(G_ab, a), SQ.to_unit(b), translate(G_ba, b)])
-    out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png", rows, nrow=n)
+    out = write_grid(args.out, rows, nrow=n)
     return f"wrote rows (MNIST, MNIST->digits, digits, digits->MNIST) of {n} to {out}"

@@ -429,5 +429,5 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     steps = args.length if 0 < args.length < cfg.T else 0
     x = (sched.ddim_sample(eps_fn, shape, steps, cfg.ddim_eta, g, clip=cfg.clip_x0, eps_scale=cfg.ddim_eps_scale)
          if steps else sched.ddpm_sample(eps_fn, shape, g, clip=cfg.clip_x0, eps_scale=cfg.eps_scale))
-    out = write_grid(args.out or Path(run_dir) / "samples_cli.png", to_unit(x))
+    out = write_grid(args.out, to_unit(x))
     return f"wrote {args.n} samples ({'DDIM %d steps' % steps if steps else 'DDPM'}) to {out}"

@@ -507,5 +507,5 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     model.load_state_dict(load_run_weights(run_dir))
     model.eval()
     x = model.sample(args.n, shape, torch.Generator().manual_seed(args.seed))
-    out = write_grid(args.out or run_dir / "samples_cli.png", x)
+    out = write_grid(args.out, x)
     return f"wrote {args.n} samples to {out}"

@@ -376,13 +376,12 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     G = make_generator(cfg.arch, cfg.z_dim, cfg.width, hidden=cfg.fc_hidden)
     G.load_state_dict(load_run_weights(run_dir, "G_ema" if cfg.ema > 0 else "G"))
     G = sampling_generator(cfg, G, G if cfg.ema > 0 else None)
-    return write_generator_samples(G, cfg.z_dim, run_dir, args)
+    return write_generator_samples(G, cfg.z_dim, args)
 
 
-def write_generator_samples(G: nn.Module, z_dim: int, run_dir: Path, args) -> str:
-    """``args.n`` samples of ``G`` (noise seed ``args.seed``) as one grid at ``args.out`` or in the run directory."""
-    out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png",
-                     generate(G, args.n, z_dim, seed=args.seed))
+def write_generator_samples(G: nn.Module, z_dim: int, args) -> str:
+    """``args.n`` samples of ``G`` (noise seed ``args.seed``) as one grid at ``args.out``."""
+    out = write_grid(args.out, generate(G, args.n, z_dim, seed=args.seed))
     return f"wrote {args.n} samples to {out}"
 
 

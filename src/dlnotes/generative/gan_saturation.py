@@ -135,4 +135,4 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     cfg = from_dict(SaturationConfig, saved["config"])
     G = MLPGenerator(cfg.z_dim, hidden=(4 * cfg.width, 8 * cfg.width))
     G.load_state_dict(load_run_weights(run_dir, "G_nonsaturating"))
-    return write_generator_samples(G, cfg.z_dim, run_dir, args)
+    return write_generator_samples(G, cfg.z_dim, args)

@@ -267,5 +267,5 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     z = sched.ddim_sample(lambda x, t: model(x, t), (args.n, *cfg.latent_shape), steps, cfg.ddim_eta,
                           torch.Generator().manual_seed(args.seed), eps_scale=cfg.ddim_eps_scale)
     x = decode(ae, z, mean, std)
-    out = write_grid(args.out or Path(run_dir) / "samples_cli.png", x)
+    out = write_grid(args.out, x)
     return f"wrote {args.n} samples (latent DDIM, {steps} steps) to {out}"

@@ -266,7 +266,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
         m = mode_metrics(pts, cfg.mixture)
         _scatter(ax, pts, centres, f"{v}: {m['modes_covered']:.0f} modes, {100 * m['high_quality_share']:.0f}% HQ")
         lines.append(f"{v}: {m}")
-    out = Path(args.out or Path(run_dir) / f"samples-seed{args.seed}.png")
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)

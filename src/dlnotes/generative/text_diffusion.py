@@ -187,5 +187,5 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     prompt = args.prompt or "a handwritten digit seven"
     x = sample_prompts(model, CaptionContext(text, tok, "cpu"), DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T),
                        [prompt], args.n, cfg, "cpu", seed=args.seed)
-    out = write_grid(args.out or run_dir / "samples_cli.png", x)
+    out = write_grid(args.out, x)
     return f"wrote {args.n} samples for {prompt!r} to {out}"

@@ -220,7 +220,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     model.load_state_dict(load_run_weights(run_dir, "model"))
     with torch.no_grad():
         x = torch.sigmoid(model.decode(torch.randn(args.n, cfg.latent, generator=torch.Generator().manual_seed(args.seed))))
-    out = write_grid(args.out or Path(run_dir) / f"samples-seed{args.seed}.png", x.view(-1, 1, 28, 28))
+    out = write_grid(args.out, x.view(-1, 1, 28, 28))
     return f"wrote {args.n} samples to {out}"
 
 

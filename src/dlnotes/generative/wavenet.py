@@ -319,7 +319,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
         prompt = torch.tensor(vocab.encode(list(args.prompt or "\n")))
         return (args.prompt or "") + vocab.decode(model.generate(prompt, args.length, args.temperature, g).tolist())
     gen = model.generate(valid[: model.receptive_field], args.length, 1.0, g)
-    out = Path(args.out or Path(run_dir) / "waveform_cli.png")
+    out = args.out
     rf = model.receptive_field
     _wave_figure(valid[rf: rf + args.length], gen).savefig(out)
     return f"wrote a {args.length}-sample waveform to {out}"

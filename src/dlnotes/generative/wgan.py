@@ -143,7 +143,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     cfg = from_dict(WGANConfig, saved["config"])
     G = make_generator(cfg.arch, cfg.z_dim, cfg.width)
     G.load_state_dict(load_run_weights(run_dir, "G"))
-    return write_generator_samples(G, cfg.z_dim, run_dir, args)
+    return write_generator_samples(G, cfg.z_dim, args)
 
 
 _QUICK = {"gen_steps": 8, "n_critic": 2, "n_eval": 500, "classifier": "quick", "width": 16, "log_every": 2,
