@@ -44,6 +44,12 @@ class SaturationConfig:
     log_every: int = 10  # steps between logged gradient norms
 
 
+def mlp_players(cfg: SaturationConfig) -> tuple[MLPGenerator, MLPDiscriminator]:
+    """The study's generator (hidden widths 4w, 8w) and discriminator (8w, 4w) for width unit w."""
+    return (MLPGenerator(cfg.z_dim, hidden=(4 * cfg.width, 8 * cfg.width)),
+            MLPDiscriminator(28 * 28, hidden=(8 * cfg.width, 4 * cfg.width)))
+
+
 @recipe("gan-saturation", lecture=11, section="Challenges: the saturation problem", config=SaturationConfig,
         datasets=("mnist",), presets={"quick": {"steps": 40, "d_warmup": 10, "early_steps": 5, "n_eval": 300,
                                                   "classifier": "quick", "width": 8}},
@@ -57,12 +63,10 @@ def gan_saturation(cfg: SaturationConfig, run: Run) -> dict[str, float]:
     x_all, _ = image_data(cfg.dataset, "train")
     sampler = StepSampler(len(x_all), cfg.batch_size, seed=0)
     torch.manual_seed(0)
-    G0 = MLPGenerator(cfg.z_dim, hidden=(4 * cfg.width, 8 * cfg.width))
-    D0 = MLPDiscriminator(28 * 28, hidden=(8 * cfg.width, 4 * cfg.width))
+    G0, D0 = mlp_players(cfg)
     curves, result = {}, {}
     for kind in ("saturating", "nonsaturating"):
-        G, D = MLPGenerator(cfg.z_dim, hidden=(4 * cfg.width, 8 * cfg.width)), MLPDiscriminator(
-            28 * 28, hidden=(8 * cfg.width, 4 * cfg.width))
+        G, D = mlp_players(cfg)
         G.load_state_dict(G0.state_dict())
         D.load_state_dict(D0.state_dict())
         opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -105,6 +109,7 @@ def gan_saturation(cfg: SaturationConfig, run: Run) -> dict[str, float]:
         # generator steps until mean D(G(z)) first reaches 0.1: how long each loss stays stuck
         result[f"steps_to_d_fake_0.1_{kind}"] = next((s for s, d in zip(steps, dfake) if d >= 0.1), len(steps))
     run.checkpoint()
+
     def ratio(when: str) -> float:  # non-saturating over saturating generator gradient norm
         return result[f"{when}_grad_norm_nonsaturating"] / max(result[f"{when}_grad_norm_saturating"], 1e-12)
 
@@ -133,6 +138,6 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     from ..engine.config import from_dict
 
     cfg = from_dict(SaturationConfig, saved["config"])
-    G = MLPGenerator(cfg.z_dim, hidden=(4 * cfg.width, 8 * cfg.width))
+    G, _ = mlp_players(cfg)
     G.load_state_dict(load_run_weights(run_dir, "G_nonsaturating"))
     return write_generator_samples(G, cfg.z_dim, args)
