@@ -14,8 +14,8 @@ AlphaGo's policy and value networks and its tree search become one loop:
    ``l = (z - v)^2 - pi^T log p + c ||theta||^2``, with Adam's step size lowered along a cosine
    (``lr_final``) as the time budget runs out.
 3. repeat; every ``eval_every`` generations the search player meets a fixed opponent
-   (OpenSpiel's MCTS bot, perfect minimax, or random play; :mod:`dlnotes.rl.arena`) and the win rate ``w`` (draws count
-   one half) gives an Elo-style rating gap ``400 log10(w / (1 - w))``.
+   (OpenSpiel's MCTS bot, perfect minimax, or random play; :mod:`dlnotes.rl.arena`) and the win
+   rate ``w`` (draws count one half) gives an Elo-style rating gap ``400 log10(w / (1 - w))``.
 
 The time budget ``time_budget_s`` counts training (self-play, updates, checkpoints); no generation
 starts that would end past it (each is assumed to take as long as the one before). The matches
@@ -38,8 +38,8 @@ from torch import nn
 
 from ..engine import ConfigError, Run, Target, recipe
 from ..engine.schedules import set_lr, warmup_cosine
-from .games import Game, GameState, make_game
 from .arena import RandomPlayer, elo_gap, make_opponent, opponent_available, play_match
+from .games import Game, GameState, make_game
 from .mcts import MCTSConfig, MCTSPlayer, Node, choose, search, visit_policy
 
 
