@@ -13,6 +13,7 @@ from dlnotes.sequence import bert as B
 from dlnotes.sequence import elmo as E
 from dlnotes.sequence import finetune as FT
 from dlnotes.sequence import gpt2 as G
+from dlnotes.sequence import sst2 as S
 from dlnotes.sequence import tokenize as TK
 from tests.conftest import needs_data
 
@@ -353,12 +354,12 @@ def test_bert_mlm_logits_at_chosen_positions_equal_the_full_ones():
 def test_length_grouped_batches_cover_every_sentence_once_with_little_padding():
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 60, 1000)
-    batches = FT.length_grouped_batches(lengths, 32, seed=0, pool=10)
+    batches = S.length_grouped_batches(lengths, 32, seed=0, pool=10)
     assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))  # a permutation
     padded = sum(len(b) * lengths[b].max() for b in batches)
     random = sum(32 * lengths[rng.permutation(1000)[:32]].max() for _ in range(len(batches)))
     assert padded < 0.7 * random  # grouped batches carry far less padding than random ones
-    assert not np.array_equal(batches[0], FT.length_grouped_batches(lengths, 32, seed=1, pool=10)[0])
+    assert not np.array_equal(batches[0], S.length_grouped_batches(lengths, 32, seed=1, pool=10)[0])
 
 
 # ----------------------------------------------------------------------------- SST-2 fine-tuning
@@ -388,7 +389,7 @@ def test_sst2_classifier_runs_on_the_ids_device(kind):
 
 def test_training_sentences_are_the_texts_no_longer_one_contains():
     rows = ["a gentle film", "gentle film", "film", "a gentle", "too long", "long", "a gentle film"]
-    assert FT.training_sentences(rows) == ["a gentle film", "too long"]
+    assert S.training_sentences(rows) == ["a gentle film", "too long"]
 
 
 def test_holding_out_sentences_drops_the_phrases_only_they_contain():
@@ -396,21 +397,21 @@ def test_holding_out_sentences_drops_the_phrases_only_they_contain():
             ("too long", 0), ("long", 0), ("the films drag", 0), ("films", 0), ("drag", 0), ("a gentle", 1)]
     seen = set()
     for seed in range(8):
-        train, held = FT.hold_out_sentences(rows, 1, seed)
+        train, held = S.hold_out_sentences(rows, 1, seed)
         (sent, y), = held
-        assert (sent, y) in rows and sent in FT.training_sentences(s for s, _ in rows)
+        assert (sent, y) in rows and sent in S.training_sentences(s for s, _ in rows)
         kept = [s for s, _ in train]
         assert sent not in kept
         for s, _ in rows:  # a phrase stays exactly when a sentence still in train contains it as whole words
-            inside = [t for t in FT.training_sentences(s for s, _ in rows) if t != sent and f" {s} " in f" {t} "]
+            inside = [t for t in S.training_sentences(s for s, _ in rows) if t != sent and f" {s} " in f" {t} "]
             assert (s in kept) == bool(inside), (sent, s)
         seen.add(sent)
     assert seen == {"a gentle film", "too long a film", "the films drag"}
-    train, _ = FT.hold_out_sentences(rows, 1, [s for s in range(8) if FT.hold_out_sentences(rows, 1, s)[1][0][0]
+    train, _ = S.hold_out_sentences(rows, 1, [s for s in range(8) if S.hold_out_sentences(rows, 1, s)[1][0][0]
                                                == "the films drag"][0])
     assert "film" in [s for s, _ in train] and "films" not in [s for s, _ in train]  # "films" is not "film"
     with pytest.raises(ConfigError, match="holdout: 3"):
-        FT.hold_out_sentences(rows, 3)
+        S.hold_out_sentences(rows, 3)
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "bert", "elmo"])
