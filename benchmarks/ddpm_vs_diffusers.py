@@ -95,10 +95,10 @@ def main(argv=None) -> int:
     from dlnotes.eval.sample_quality import real_floor
     from dlnotes.generative.diffusion import (DDPMConfig, DDPMSchedule, DDPM_FULL, build_unet, grade,
                                               sample_batched, to_model_space, to_unit, train_eps_model)
-    from dlnotes.generative.flows import load_images
+    from dlnotes.data.images import by_name
 
     cfg = DDPMConfig(**{**DDPM_FULL, "epochs": 1e6, "ckpt_every": 0, "ema": args.ema})  # the budget stops training
-    data = to_model_space(load_images(args.dataset, "train"))
+    data = to_model_space(by_name(args.dataset, "train")[0])
     if data.shape[-1] != 28:
         data = torch.nn.functional.interpolate(data, size=28, mode="bilinear")
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)

@@ -36,6 +36,20 @@ def test_builtin_digits_and_text():
 
 
 @needs_data("omniglot")
+@pytest.mark.parametrize("name,side", [("digits8x8", 8), ("digits", 28), ("digits20", 28)])
+def test_builtin_digits_by_name_split_once_into_train_and_test(name, side):
+    (xtr, ytr), (xte, yte) = I.by_name(name, "train"), I.by_name(name, "test")
+    x, y = I.digits8x8()
+    assert (len(xtr), len(xte)) == (1500, 297) and xtr.shape[1:] == (side, side) and xtr.dtype == torch.uint8
+    assert torch.equal(torch.cat([ytr, yte]), y)  # every digit once, in order: train first, then test
+    if name == "digits8x8":
+        assert torch.equal(torch.cat([xtr, xte]), x)
+    if name == "digits20":  # MNIST's framing: a blank 4-pixel border around a 20x20 box
+        assert xtr[:, :4].sum() == 0 and xtr[:, :, -4:].sum() == 0 and xtr[:, 4:24, 4:24].sum() > 0
+    with pytest.raises(ValueError, match="unknown image dataset 'svhn'"):
+        I.by_name("svhn")
+
+
 def test_omniglot_small_split_decodes_to_characters(tmp_path, monkeypatch):
     monkeypatch.setenv("DLNOTES_CACHE", str(tmp_path))
     imgs, names = I.omniglot("background_small1", size=28)

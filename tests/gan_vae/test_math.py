@@ -156,11 +156,12 @@ def test_image_pool_returns_current_or_stored_fakes():
 @needs_data("mnist")
 def test_translations_into_b_are_projected_onto_upsampled_8x8_scans():
     from dlnotes.generative.cyclegan import OntoDigitsGrid
-    from dlnotes.generative.gan import image_data, to_signed
+    from dlnotes.data.images import by_name
+    from dlnotes.generative.gan import to_signed
 
     for digits, box in (("digits20", 20), ("digits", 28)):
         onto = OntoDigitsGrid(torch.nn.Identity(), digits)
-        xb, _ = image_data(digits, "test")
+        xb, _ = by_name(digits, "test")
         b = to_signed(xb[:32])
         assert (onto(b) - b).abs().max() < 2.5 / 127.5  # a real B image passes (up to uint8 rounding)
         x = torch.rand(8, 1, 28, 28) * 2 - 1

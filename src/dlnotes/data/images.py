@@ -75,6 +75,23 @@ def digits28(frame: str = "full") -> tuple[torch.Tensor, torch.Tensor]:
     return up[:, 0].round().clamp(0, 255).to(torch.uint8), y
 
 
+DIGITS_TRAIN = 1500  # the built-in digits have no split of their own: the first 1500 train, the other 297 test
+
+
+def by_name(name: str, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images and labels of the named set's ``split``: ``mnist``, ``fashion_mnist``, ``digits8x8`` (the
+    built-in 8x8 digits), ``digits`` (them stretched over 28x28) or ``digits20`` (them in MNIST's 20x20 box,
+    :func:`digits28`)."""
+    if name == "mnist":
+        return mnist(split)
+    if name == "fashion_mnist":
+        return fashion_mnist(split)
+    if name not in ("digits8x8", "digits", "digits20"):
+        raise ValueError(f"unknown image dataset {name!r}; use mnist, fashion_mnist, digits8x8, digits or digits20")
+    x, y = digits8x8() if name == "digits8x8" else digits28("full" if name == "digits" else "mnist")
+    return (x[:DIGITS_TRAIN], y[:DIGITS_TRAIN]) if split == "train" else (x[DIGITS_TRAIN:], y[DIGITS_TRAIN:])
+
+
 def omniglot(split: str = "background", size: int = 28) -> tuple[torch.Tensor, list[tuple[str, str]]]:
     """Omniglot characters as ``(n_chars, 20, size, size)`` uint8 (ink = 255) and their
     ``(alphabet, character)`` names. ``split``: background, evaluation, background_small1/2."""

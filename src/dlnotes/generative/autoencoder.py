@@ -30,13 +30,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.images import by_name
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
 from ..engine.plots import save_image_grid
 from ..nn.convnets import ConvDecoder, ConvEncoder
-from .gan import image_data, score_generated
+from .gan import score_generated
 
 
 class LinearAutoencoder(nn.Module):
@@ -137,7 +138,7 @@ class LinearAEConfig:
                       "notes: the linear autoencoder is PCA (sklearn PCA as reference)"))
 def linear_ae_pca(cfg: LinearAEConfig, run: Run) -> dict[str, float]:
     """Linear autoencoder trained by Adam on MNIST vs scikit-learn's PCA: principal angles and MSE."""
-    x_u8, _ = image_data(cfg.dataset, "train")
+    x_u8, _ = by_name(cfg.dataset, "train")
     x = flat01(x_u8[: cfg.n_train])
     mean = x.mean(0)
     model = train_linear_ae(x - mean, cfg.k, cfg.steps, cfg.lr, cfg.batch_size)
@@ -192,8 +193,8 @@ def conv_ae_mnist(cfg: ConvAEConfig, run: Run) -> dict[str, float]:
     """Convolutional autoencoder on MNIST: test MSE against PCA with the same code size, samples."""
     from sklearn.decomposition import PCA
 
-    x_u8, _ = image_data(cfg.dataset, "train")
-    xt_u8, _ = image_data(cfg.dataset, "test")
+    x_u8, _ = by_name(cfg.dataset, "train")
+    xt_u8, _ = by_name(cfg.dataset, "test")
     model = ConvAutoencoder(cfg.code, cfg.width).to(run.device)
     net = run.prepare(model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.images import by_name
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
-from .flows import load_images
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -128,8 +128,8 @@ class PixelCNNConfig:
                       "binarised MNIST: 81.3 nats"))
 def pixelcnn_mnist(cfg: PixelCNNConfig, run: Run) -> dict[str, float]:
     """PixelCNN on stochastically binarised MNIST: exact test NLL in nats and samples."""
-    train = binarise(load_images(cfg.dataset, "train"), seed=0)
-    test = binarise(load_images(cfg.dataset, "test")[: cfg.n_eval], seed=1)
+    train = binarise(by_name(cfg.dataset, "train")[0], seed=0)
+    test = binarise(by_name(cfg.dataset, "test")[0][: cfg.n_eval], seed=1)
     model = PixelCNN(cfg.hidden, cfg.blocks, cfg.out_hidden)
     net = run.prepare(model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -177,7 +177,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     model = PixelCNN(cfg.hidden, cfg.blocks, cfg.out_hidden)
     model.load_state_dict(load_run_weights(Path(run_dir)))
     model.eval()
-    shape = (1, *load_images(cfg.dataset, "test").shape[1:])
+    shape = (1, *by_name(cfg.dataset, "test")[0].shape[1:])
     x = model.sample(args.n, shape, torch.Generator().manual_seed(args.seed))
     out = write_grid(args.out, x)
     return f"wrote {args.n} samples to {out}"

@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..data.images import by_name
 from ..engine import Run, Target, recipe
 from ..engine.plots import save_image_grid, write_grid
 from ..engine.run import load_run_weights
-from .gan import (adversarial_setup, discriminator_loss, generator_loss, grad_norm, image_data, make_generator,
+from .gan import (adversarial_setup, discriminator_loss, generator_loss, grad_norm, make_generator,
                   score_generated, to_signed, to_unit)
 
 
@@ -66,7 +67,7 @@ def generate_conditional(G, labels: torch.Tensor, z_dim: int, seed: int = 0, bat
 
 
 def train_cgan(cfg: CGANConfig, run: Run) -> dict[str, float]:
-    x_all, y_all = image_data(cfg.dataset, "train")
+    x_all, y_all = by_name(cfg.dataset, "train")
     G, D, Gp, Dp, opt_g, opt_d, start, sampler, b, _ = adversarial_setup(cfg, run, len(x_all), extra_in=10)
     for step in run.steps(cfg.steps, unit="img", items_per_step=cfg.batch_size):
         idx = sampler.indices(step)

@@ -53,6 +53,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..data.images import by_name
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.config import ConfigError
@@ -62,7 +63,7 @@ from ..engine.plots import write_grid
 from ..engine.plots import save_image_grid
 from ..eval import sample_quality as SQ
 from ..nn.convnets import ConvEncoder, ImageTranslator
-from .gan import ConvDiscriminator, discriminator_loss, generator_loss, image_data, to_signed, to_unit
+from .gan import ConvDiscriminator, discriminator_loss, generator_loss, to_signed, to_unit
 
 
 def train_domain_classifier(x_u8: torch.Tensor, y: torch.Tensor, epochs: int = 30, seed: int = 0) -> SQ.SampleClassifier:
@@ -229,10 +230,10 @@ class CycleGANConfig:
         target=Target("digit_kept_min", ">=", 0.8, "issue #7: >= 80% of translations keep their digit, both ways"))
 def cyclegan_mnist_digits(cfg: CycleGANConfig, run: Run) -> dict[str, float]:
     """CycleGAN MNIST <-> upsampled 8x8 digits: digit identity kept by the target domain's classifier."""
-    xa, ya = image_data("mnist", "train")
-    xb, yb = image_data(cfg.digits, "train")
-    xa_test, ya_test = image_data("mnist", "test")
-    xb_test, yb_test = image_data(cfg.digits, "test")
+    xa, ya = by_name("mnist", "train")
+    xb, yb = by_name(cfg.digits, "train")
+    xa_test, ya_test = by_name("mnist", "test")
+    xb_test, yb_test = by_name(cfg.digits, "test")
     G_ab, G_ba = make_translators(cfg)
     D_a, D_b = ConvDiscriminator(cfg.d_width, norm="instance"), ConvDiscriminator(cfg.d_width, norm="instance")
     nets = [m.to(run.device) for m in (G_ab, G_ba, D_a, D_b)]
@@ -302,8 +303,8 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     G_ba.load_state_dict(load_run_weights(run_dir, "G_ba"))
     n = max(1, min(args.n, 64))
     g = torch.Generator().manual_seed(args.seed)
-    xa, _ = image_data("mnist", "test")
-    xb, _ = image_data(cfg.digits, "test")
+    xa, _ = by_name("mnist", "test")
+    xb, _ = by_name(cfg.digits, "test")
     a = xa[torch.randperm(len(xa), generator=g)[:n]]
     b = xb[torch.randperm(len(xb), generator=g)[:n]]
     rows = torch.cat([SQ.to_unit(a), translate(G_ab, a), SQ.to_unit(b), translate(G_ba, b)])

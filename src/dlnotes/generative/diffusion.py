@@ -56,6 +56,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..data.images import by_name
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.config import ConfigError
@@ -64,7 +65,6 @@ from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
 from ..nn.ema import EMA
 from ..nn.unet import UNet
-from .flows import load_images
 
 
 class DDPMSchedule:
@@ -381,7 +381,7 @@ DDPM_TRAIN = {**DDPM_FULL, "epochs": 16.0, "lr_decay": 0.25}  # the full preset'
                       "an untrained model scores 0.9997 with one class)"))
 def ddpm_mnist(cfg: DDPMConfig, run: Run) -> dict[str, float]:
     """DDPM (Ho et al.) with a U-Net on MNIST; ancestral and DDIM samples graded by our classifier."""
-    pixels = load_images(cfg.dataset, "train") if cfg.dataset != "fashion_mnist" else _fashion()
+    pixels = by_name(cfg.dataset, "train")[0]
     data = to_model_space(pixels)
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)
     model = build_unet(cfg)
@@ -409,11 +409,6 @@ def ddpm_mnist(cfg: DDPMConfig, run: Run) -> dict[str, float]:
     return result
 
 
-def _fashion():
-    from ..data import images
-    return images.fashion_mnist("train")[0]
-
-
 def sample_cli(run_dir: Path, saved: dict, args) -> str:
     """``dlnotes sample RUN_DIR --n 64 --out grid.png [--length S]``: DDIM with S steps (default: DDPM)."""
     from ..engine.config import from_dict
@@ -422,8 +417,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     model.load_state_dict(load_run_weights(Path(run_dir), "ema"))
     model.eval()
     sched = DDPMSchedule(cfg.T, cfg.beta_1, cfg.beta_T)
-    shape = (args.n, 1, *load_images(cfg.dataset, "test").shape[1:]) if cfg.dataset != "fashion_mnist" \
-        else (args.n, 1, 28, 28)
+    shape = (args.n, 1, *by_name(cfg.dataset, "test")[0].shape[1:])
     g = torch.Generator().manual_seed(args.seed)
     eps_fn = lambda x, t: model(x, t)  # noqa: E731
     steps = args.length if 0 < args.length < cfg.T else 0

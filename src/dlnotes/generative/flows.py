@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.images import by_name
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.run import load_run_weights
@@ -384,17 +385,6 @@ class ImageFlowConfig:
     ckpt_every: int = 1000  # steps between checkpoints
 
 
-def load_images(name: str, split: str) -> torch.Tensor:
-    """uint8 (N, H, W): MNIST, or the built-in 8x8 digits (first 1500 train / rest test)."""
-    from ..data import images
-    if name == "mnist":
-        return images.mnist(split)[0]
-    if name == "digits8x8":
-        x = images.digits8x8()[0]
-        return x[:1500] if split == "train" else x[1500:]
-    raise ValueError(f"unknown dataset {name!r}; use mnist or digits8x8")
-
-
 def build_image_flow(cfg: ImageFlowConfig, shape) -> ImageFlow:
     if cfg.model == "nice":
         return ImageFlow(NICE(int(np.prod(shape)), cfg.hidden, cfg.mlp_layers, cfg.blocks, cfg.prior), 0.0)
@@ -421,7 +411,7 @@ def evaluate_bits_per_dim(model: ImageFlow, pixels: torch.Tensor, device, batch:
 
 def image_flow(cfg: ImageFlowConfig, run: Run) -> dict[str, float]:
     """Maximum-likelihood training of a flow on dequantised images; test bits/dim and samples."""
-    train, test = load_images(cfg.dataset, "train"), load_images(cfg.dataset, "test")[: cfg.n_eval]
+    train, test = by_name(cfg.dataset, "train")[0], by_name(cfg.dataset, "test")[0][: cfg.n_eval]
     shape = (1, *train.shape[1:])
     model = build_image_flow(cfg, shape)
     net = run.prepare(model)
@@ -502,7 +492,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
     from ..engine.config import from_dict
     run_dir = Path(run_dir)
     cfg = from_dict(ImageFlowConfig, saved["config"])
-    shape = (1, *load_images(cfg.dataset, "test").shape[1:])
+    shape = (1, *by_name(cfg.dataset, "test")[0].shape[1:])
     model = build_image_flow(cfg, shape)
     model.load_state_dict(load_run_weights(run_dir))
     model.eval()

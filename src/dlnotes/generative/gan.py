@@ -53,7 +53,7 @@ Recipes: ``gan-mnist-dcgan`` (non-saturating DCGAN: classifier-FID, confidence >
 entropy near log 10), ``gan-mnist-dcgan-saturating`` and ``gan-mnist-mlp`` beside it, and
 ``gan-saturation`` (:mod:`dlnotes.generative.gan_saturation`: both generator losses from one
 initialisation).
-This module also holds the image-data and sampling helpers the other generative recipes share.
+This module also holds the sampling and scoring helpers the other generative recipes share.
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import available
-from ..data import images as I
+from ..data.images import by_name
 from ..data.sampling import StepSampler
 from ..engine import ConfigError, Run, Target, recipe
 from ..engine.run import load_run_weights
@@ -78,20 +78,6 @@ from ..nn.convnets import ConvDecoder, ConvEncoder
 from ..nn.ema import EMA, standing_batchnorm_stats
 
 # ----------------------------------------------------------------------------- shared helpers
-
-
-def image_data(dataset: str, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images (N, 28, 28) and labels. ``digits``: sklearn's 8x8 digits upsampled over the whole
-    28x28 frame; ``digits20``: upsampled to 20x20 and centred as MNIST frames its digits; both split
-    first 1500 train, remaining 297 test."""
-    if dataset == "mnist":
-        return I.mnist(split)
-    if dataset == "fashion_mnist":
-        return I.fashion_mnist(split)
-    if dataset in ("digits", "digits20"):
-        x, y = I.digits28("full" if dataset == "digits" else "mnist")
-        return (x[:1500], y[:1500]) if split == "train" else (x[1500:], y[1500:])
-    raise ValueError(f"unknown image dataset {dataset!r}; use mnist, fashion_mnist, digits or digits20")
 
 
 def to_signed(x_u8: torch.Tensor) -> torch.Tensor:
@@ -320,7 +306,7 @@ def adversarial_setup(cfg, run: Run, n_train: int, extra_in: int = 0):
 
 def train_gan(cfg: GANConfig, run: Run) -> dict[str, float]:
     """Alternating Adam steps on D (cross-entropy, real=1, fake=0) and G (cfg.loss)."""
-    x_all, _ = image_data(cfg.dataset, "train")
+    x_all, _ = by_name(cfg.dataset, "train")
     G, D, Gp, Dp, opt_g, opt_d, start, sampler, b, ema = adversarial_setup(cfg, run, len(x_all))
     n_g, n_d = (sum(p.numel() for p in net.parameters()) / 1e6 for net in (G, D))
     run.print(f"G {n_g:.2f}M, D {n_d:.2f}M parameters; {cfg.steps} steps of {cfg.batch_size}")

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import torch
 
+from ..data.images import by_name
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.plots import save_image_grid
 from ..engine.run import load_run_weights
-from .gan import (MLPDiscriminator, MLPGenerator, discriminator_loss, generate, generator_loss, grad_norm, image_data,
+from .gan import (MLPDiscriminator, MLPGenerator, discriminator_loss, generate, generator_loss, grad_norm,
                   score_generated, to_signed, write_generator_samples)
 
 
@@ -60,7 +61,7 @@ def gan_saturation(cfg: SaturationConfig, run: Run) -> dict[str, float]:
     """Saturating vs non-saturating generator loss from one initialisation: gradient norms and samples."""
     import matplotlib.pyplot as plt
 
-    x_all, _ = image_data(cfg.dataset, "train")
+    x_all, _ = by_name(cfg.dataset, "train")
     sampler = StepSampler(len(x_all), cfg.batch_size, seed=0)
     torch.manual_seed(0)
     G0, D0 = mlp_players(cfg)

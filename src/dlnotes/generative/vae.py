@@ -34,12 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.images import by_name
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
 from ..engine.plots import save_image_grid
-from .gan import image_data, score_generated
+from .gan import score_generated
 
 LOG2PI = math.log(2 * math.pi)
 
@@ -131,8 +132,8 @@ class VAEConfig:
 
 
 def train_vae(cfg: VAEConfig, run: Run) -> dict[str, float]:
-    x_all, _ = image_data(cfg.dataset, "train")
-    x_test_u8, y_test = image_data(cfg.dataset, "test")
+    x_all, _ = by_name(cfg.dataset, "train")
+    x_test_u8, y_test = by_name(cfg.dataset, "test")
     x_test = binarise(x_test_u8[: cfg.n_test], torch.Generator().manual_seed(0))  # fixed binarisation
     model = VAE(x_all[0].numel(), cfg.hidden, cfg.latent).to(run.device)
     net = run.prepare(model)

@@ -31,11 +31,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.images import by_name
 from ..data.sampling import StepSampler
 from ..engine import Run, recipe
 from ..engine.run import load_run_weights
 from ..engine.plots import save_image_grid
-from .gan import (generate, grad_norm, image_data, make_discriminator, make_generator, score_generated,
+from .gan import (generate, grad_norm, make_discriminator, make_generator, score_generated,
                   to_signed, write_generator_samples)
 
 
@@ -86,7 +87,7 @@ class WGANConfig:
 
 
 def train_wgan(cfg: WGANConfig, run: Run) -> dict[str, float]:
-    x_all, _ = image_data(cfg.dataset, "train")
+    x_all, _ = by_name(cfg.dataset, "train")
     G = make_generator(cfg.arch, cfg.z_dim, cfg.width).to(run.device)
     # batch statistics would couple the per-sample penalty; clipping keeps DCGAN's batch norm
     C = make_discriminator(cfg.arch, cfg.width, norm="layer" if cfg.lipschitz == "gp" else "batch").to(run.device)

@@ -314,19 +314,17 @@ class CLIPConfig:
 
 def load_captioned(cfg: CLIPConfig, split: str):
     """Images, labels, attributes and domain name of every dataset in ``cfg.datasets``."""
-    from ..data.images import digits28, fashion_mnist, mnist
+    from ..data.images import by_name
 
     sets = []
     for name in cfg.datasets.split(","):
         name = name.strip()
-        if name == "digits":  # built-in 8x8 digits, padded to 28x28 like MNIST's centred box
-            x, y = digits28("mnist")
-            cut = 1500
-            x, y = (x[:cut], y[:cut]) if split == "train" else (x[cut:], y[cut:])
-            domain = "mnist"
-        else:
-            x, y = (mnist if name == "mnist" else fashion_mnist)(split)
-            domain = "mnist" if name == "mnist" else "fashion_mnist"
+        if name not in ("mnist", "fashion_mnist", "digits"):
+            raise ValueError(f"datasets: unknown set {name!r}; use a comma-separated list of mnist, fashion_mnist "
+                             "and digits")
+        # digits: the built-in 8x8 digits in MNIST's centred 20x20 box, captioned as MNIST
+        x, y = by_name("digits20" if name == "digits" else name, split)
+        domain = "fashion_mnist" if name == "fashion_mnist" else "mnist"
         limit = cfg.train_limit if split == "train" else cfg.eval_limit
         if limit:
             x, y = x[:limit], y[:limit]

@@ -14,21 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.images import digits8x8, fashion_mnist, mnist
+from ..data.images import by_name
 from ..nn.backbones import to_float
 
 
 def load_images(name: str):
     """``(x_train, y_train, x_test, y_test)`` uint8 images and labels; ``digits`` is the built-in
     8x8 set (first 1500 for training, the rest for testing)."""
-    if name == "fashion_mnist":
-        return (*fashion_mnist("train"), *fashion_mnist("test"))
-    if name == "mnist":
-        return (*mnist("train"), *mnist("test"))
-    if name == "digits":
-        x, y = digits8x8()
-        return x[:1500], y[:1500], x[1500:], y[1500:]
-    raise ValueError(f"unknown dataset {name!r}: fashion_mnist | mnist | digits")
+    if name not in ("fashion_mnist", "mnist", "digits"):
+        raise ValueError(f"unknown dataset {name!r}: fashion_mnist | mnist | digits")
+    name = "digits8x8" if name == "digits" else name
+    return (*by_name(name, "train"), *by_name(name, "test"))
 
 
 def label_subset(y: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
