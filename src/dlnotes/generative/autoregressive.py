@@ -33,6 +33,7 @@ from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
 from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
+from ..engine.schedules import set_lr, warmup_cosine
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -139,9 +140,7 @@ def pixelcnn_mnist(cfg: PixelCNNConfig, run: Run) -> dict[str, float]:
     start = run.restore()
     run.print(f"PixelCNN: {sum(p.numel() for p in model.parameters()) / 1e6:.3f}M parameters, {total} steps")
     for step in run.steps(total, unit="img", items_per_step=cfg.batch_size):
-        lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / total)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, warmup_cosine(step, total, cfg.lr, 0.05 * cfg.lr))  # half a cosine down to lr / 20
         x = train[sampler.indices(step)].to(run.device)
         with run.autocast():
             logits = net(x)
@@ -150,7 +149,7 @@ def pixelcnn_mnist(cfg: PixelCNNConfig, run: Run) -> dict[str, float]:
         loss.backward()
         opt.step()
         if step % 50 == 0 or step == total - 1:
-            run.log(step, loss=loss.item(), lr=lr)
+            run.log(step, loss=loss.item(), lr=opt.param_groups[0]["lr"])
         else:
             run.log_check(step, loss=loss.item())
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < total and run.is_main:

@@ -47,6 +47,7 @@ from ..engine import Run, Target, recipe
 from ..engine.config import ConfigError
 from ..engine.run import load_run_weights
 from ..engine.plots import write_grid
+from ..engine.schedules import set_lr, warmup_cosine
 from ..nn.convnets import conv_block
 from .autoencoder import ConvAutoencoder, reconstruction_loss
 from .diffusion import (DDPM_TRAIN, DDPMConfig, DDPMSchedule, build_unet, grade, sample_batched, sampling_eps_fn,
@@ -146,9 +147,7 @@ def train_autoencoder(x01: torch.Tensor, cfg: LatentDiffusionConfig, run: Run) -
     sampler = StepSampler(len(x01), cfg.batch_size, seed=1)
     total = max(1, int(cfg.ae_epochs * sampler.steps_per_epoch))
     for step in range(total):
-        lr = cfg.ae_lr * 0.5 * (1 + math.cos(math.pi * step / total))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, warmup_cosine(step, total, cfg.ae_lr))  # half a cosine down to 0
         x = x01[sampler.indices(step)].to(run.device)
         loss = reconstruction_loss(x.flatten(1), ae(x).flatten(1))
         opt.zero_grad(set_to_none=True)

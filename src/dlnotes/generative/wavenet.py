@@ -58,6 +58,7 @@ from torch import nn
 from ..engine import Run, Target, recipe
 from ..engine.config import ConfigError
 from ..engine.run import load_run_weights
+from ..engine.schedules import set_lr, warmup_cosine
 
 
 class CausalConv1d(nn.Conv1d):
@@ -233,9 +234,7 @@ def train_wavenet(cfg: WaveNetConfig, run: Run) -> dict[str, float]:
     ctx = rf if cfg.context < 0 else cfg.context
     span = ctx + cfg.window  # inputs per window; the last `window` outputs are scored
     for step in run.steps(cfg.steps, unit="tok", items_per_step=cfg.batch_size * cfg.window):
-        lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, warmup_cosine(step, cfg.steps, cfg.lr, 0.05 * cfg.lr))  # half a cosine down to lr / 20
         g = torch.Generator().manual_seed(step * max(1, run.world_size) + run.rank)
         starts = torch.randint(0, len(train) - span - 1, (cfg.batch_size,), generator=g)
         idx = starts[:, None] + torch.arange(span + 1)
@@ -248,7 +247,7 @@ def train_wavenet(cfg: WaveNetConfig, run: Run) -> dict[str, float]:
         gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip))
         opt.step()
         if step % 50 == 0 or step == cfg.steps - 1:
-            run.log(step, loss=loss.item(), grad_norm=gn, lr=lr)
+            run.log(step, loss=loss.item(), grad_norm=gn, lr=opt.param_groups[0]["lr"])
         else:
             run.log_check(step, loss=loss.item())
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps and run.is_main:

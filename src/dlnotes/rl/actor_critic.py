@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..engine import Run, Target, recipe
+from ..engine.schedules import set_lr
 from .envs import CartPoleVec, evaluate, make_vec, run_seed, timed_eval, torch_threads, training_result
 from .reinforce import mlp
 
@@ -182,8 +183,7 @@ def _train(cfg: ActorCriticConfig, run: Run) -> dict[str, float]:
     for it in run.steps(updates, unit="upd", items_per_step=cfg.num_envs * n_steps):
         t0 = time.perf_counter()
         frac = 1.0 - it / updates if cfg.lr_decay else 1.0
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * frac
+        set_lr(opt, cfg.lr * frac)
         O, A, R, D = [], [], [], []
         for _ in range(n_steps):  # (a) act, (e) move on
             if cfg.normalize_obs:
