@@ -401,7 +401,8 @@ _PRETRAIN_FULL = {"gpt2": "iters=3500", "bert": "", "elmo": "iters=6000"}
 # GPT-2's layer-wise rates, the AMD machine's bf16 3500-step model on the same kind of split (one seed, pretrained /
 # scratch): one rate 0.769 / 0.758, layer_decay=0.9 0.769 / 0.761, 0.8 0.762 / 0.759, 0.8 with lr=2e-4 (the
 # embeddings then at 0.8e-4) 0.773 / 0.763: within that split's point of noise, so the presets keep one rate.
-# BERT's 6000-step encoder on its split above: layer_decay=0.9 0.763 / 0.773, 0.8 0.752 / 0.762 (one rate 0.776 / 0.774).
+# BERT's 6000-step encoder on its split above: layer_decay=0.9 0.763 / 0.773, 0.8 0.752 / 0.762 (one rate
+# 0.776 / 0.774).
 _FINETUNE_FULL = {"gpt2": {"seeds": 3}, "bert": {}, "elmo": {"lr": 2e-3, "adapt_epochs": 1.0}}
 _QUICK = {"train_size": 600, "dev_size": 200, "epochs": 1.0, "batch_size": 16, "warmup": 5, "max_len": 32, "seeds": 1}
 for _kind in ("gpt2", "bert", "elmo"):
