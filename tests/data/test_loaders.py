@@ -46,8 +46,9 @@ def test_builtin_digits_by_name_split_once_into_train_and_test(name, side):
         assert torch.equal(torch.cat([xtr, xte]), x)
     if name == "digits20":  # MNIST's framing: a blank 4-pixel border around a 20x20 box
         assert xtr[:, :4].sum() == 0 and xtr[:, :, -4:].sum() == 0 and xtr[:, 4:24, 4:24].sum() > 0
-    with pytest.raises(ValueError, match="unknown image dataset 'svhn'"):
-        I.by_name("svhn")
+    from dlnotes.engine.config import ConfigError
+    with pytest.raises(ConfigError, match="target: unknown image dataset 'svhn'"):  # names the config field
+        I.by_name("svhn", key="target")
 
 
 def test_omniglot_small_split_decodes_to_characters(tmp_path, monkeypatch):

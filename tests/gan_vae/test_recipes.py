@@ -93,6 +93,7 @@ def test_vae_2d_manifold_figure():
 
 @pytest.mark.parametrize("name, bad, message", [("cyclegan-mnist-digits", "downs=3", "downs: 3"),
                                                ("cyclegan-mnist-digits", "pool_size=-1", "pool_size: -1"),
+                                               ("cyclegan-mnist-digits", "digits=mnist", "digits: 'mnist'"),
                                                ("gan-mnist-dcgan", "r1=-1", "r1: -1"),
                                                ("gan-mnist-dcgan", "lr_d=-0.1", "lr_d: -0.1"),
                                                ("gan-mnist-dcgan", "r1_every=0", "r1_every: 0")])

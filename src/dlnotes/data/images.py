@@ -78,16 +78,18 @@ def digits28(frame: str = "full") -> tuple[torch.Tensor, torch.Tensor]:
 DIGITS_TRAIN = 1500  # the built-in digits have no split of their own: the first 1500 train, the other 297 test
 
 
-def by_name(name: str, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+def by_name(name: str, split: str = "train", key: str = "dataset") -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images and labels of the named set's ``split``: ``mnist``, ``fashion_mnist``, ``digits8x8`` (the
     built-in 8x8 digits), ``digits`` (them stretched over 28x28) or ``digits20`` (them in MNIST's 20x20 box,
-    :func:`digits28`)."""
+    :func:`digits28`). An unknown name is a config error naming ``key``, the field that gave it."""
     if name == "mnist":
         return mnist(split)
     if name == "fashion_mnist":
         return fashion_mnist(split)
     if name not in ("digits8x8", "digits", "digits20"):
-        raise ValueError(f"unknown image dataset {name!r}; use mnist, fashion_mnist, digits8x8, digits or digits20")
+        from ..engine.config import ConfigError  # here, not at the top: the engine imports the data layer
+        raise ConfigError(f"{key}: unknown image dataset {name!r}; use mnist, fashion_mnist, digits8x8, digits "
+                          "or digits20")
     x, y = digits8x8() if name == "digits8x8" else digits28("full" if name == "digits" else "mnist")
     return (x[:DIGITS_TRAIN], y[:DIGITS_TRAIN]) if split == "train" else (x[DIGITS_TRAIN:], y[DIGITS_TRAIN:])
 

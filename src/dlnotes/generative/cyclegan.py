@@ -221,6 +221,9 @@ class CycleGANConfig:
                               f"(28 -> 7) times")
         if self.pool_size < 0:
             raise ConfigError(f"pool_size: {self.pool_size}; use 0 (no history) or a number of past images > 0 (Zhu et al.: 50)")
+        if self.digits not in ("digits20", "digits"):
+            raise ConfigError(f"digits: {self.digits!r}; domain B is the built-in digits in MNIST's 20x20 box "
+                              "(digits20) or stretched over 28x28 (digits)")
 
 
 @recipe("cyclegan-mnist-digits", lecture=11, section="Conditional GANs (cycle consistency)", config=CycleGANConfig,

@@ -319,6 +319,7 @@ def sample_cli(run_dir: Path, saved: dict, args) -> str:
         return (args.prompt or "") + vocab.decode(model.generate(prompt, args.length, args.temperature, g).tolist())
     gen = model.generate(valid[: model.receptive_field], args.length, 1.0, g)
     out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     rf = model.receptive_field
     _wave_figure(valid[rf: rf + args.length], gen).savefig(out)
     return f"wrote a {args.length}-sample waveform to {out}"

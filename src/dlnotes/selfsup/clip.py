@@ -35,7 +35,7 @@ from torch import nn
 
 from ..data.sampling import StepSampler
 from ..engine.run import load_run_weights
-from ..engine import Run, Target, recipe
+from ..engine import ConfigError, Run, Target, recipe
 from ..nn.backbones import Conv4, to_float
 from ..sequence.transformer import LearnedPositions, TransformerEncoder
 from .augment import random_affine
@@ -320,8 +320,8 @@ def load_captioned(cfg: CLIPConfig, split: str):
     for name in cfg.datasets.split(","):
         name = name.strip()
         if name not in ("mnist", "fashion_mnist", "digits"):
-            raise ValueError(f"datasets: unknown set {name!r}; use a comma-separated list of mnist, fashion_mnist "
-                             "and digits")
+            raise ConfigError(f"datasets: unknown set {name!r}; use a comma-separated list of mnist, fashion_mnist "
+                              "and digits")
         # digits: the built-in 8x8 digits in MNIST's centred 20x20 box, captioned as MNIST
         x, y = by_name("digits20" if name == "digits" else name, split)
         domain = "fashion_mnist" if name == "fashion_mnist" else "mnist"

@@ -15,14 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.images import by_name
+from ..engine.config import ConfigError
 from ..nn.backbones import to_float
 
 
-def load_images(name: str):
+def load_images(name: str, key: str = "dataset"):
     """``(x_train, y_train, x_test, y_test)`` uint8 images and labels; ``digits`` is the built-in
-    8x8 set (first 1500 for training, the rest for testing)."""
+    8x8 set (first 1500 for training, the rest for testing). ``key`` names the config field in errors."""
     if name not in ("fashion_mnist", "mnist", "digits"):
-        raise ValueError(f"unknown dataset {name!r}: fashion_mnist | mnist | digits")
+        raise ConfigError(f"{key}: unknown dataset {name!r}; use fashion_mnist, mnist or digits")
     name = "digits8x8" if name == "digits" else name
     return (*by_name(name, "train"), *by_name(name, "test"))
 

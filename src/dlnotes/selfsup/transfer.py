@@ -34,7 +34,7 @@ def pretraining_data(source: str):
         train, _, _ = omniglot_splits()
         c, d = train.images.shape[:2]
         return train.images.reshape(c * d, *train.images.shape[2:]), torch.arange(c).repeat_interleave(d)
-    x, y, _, _ = load_images(source)
+    x, y, _, _ = load_images(source, key="source")
     return x, y
 
 
@@ -89,7 +89,7 @@ def transfer_few_labels(cfg: TransferConfig, run: Run) -> dict[str, float]:
         else:
             run.log_check(step, loss=loss.item())
     run.checkpoint()
-    x_tr, y_tr, x_te, y_te = load_images(cfg.target)
+    x_tr, y_tr, x_te, y_te = load_images(cfg.target, key="target")
     if cfg.eval_limit:
         x_te, y_te = x_te[: cfg.eval_limit], y_te[: cfg.eval_limit]
     if x_tr.shape[-1] != x_src.shape[-1]:  # e.g. 8x8 digits for a 28x28 source: resize
