@@ -77,8 +77,12 @@ def training_sentences(texts) -> list[str]:
     """SST-2's training set holds each of its ~6.9k sentences and, as rows of their own, the phrases of their
     parse trees; the sentences are the texts that no other one contains as a run of whole words (longest first)."""
     texts = set(texts)
-    inner = _inner_phrases(texts)(texts)
-    return sorted(texts - inner, key=lambda s: (-len(s), s))
+    return _sentences(texts, _inner_phrases(texts))
+
+
+def _sentences(texts: set[str], inner) -> list[str]:
+    """The ``texts`` no other one contains, longest first (``inner`` from :func:`_inner_phrases`)."""
+    return sorted(texts - inner(texts), key=lambda s: (-len(s), s))
 
 
 def hold_out_sentences(rows, n: int, seed: int = 0):
@@ -90,7 +94,7 @@ def hold_out_sentences(rows, n: int, seed: int = 0):
     sentence also contains it. Returns (training rows, held-out rows)."""
     texts = {s for s, _ in rows}
     inner = _inner_phrases(texts)
-    sents = sorted(texts - inner(texts), key=lambda s: (-len(s), s))
+    sents = _sentences(texts, inner)
     if not 0 < n < len(sents):
         raise ConfigError(f"holdout: {n}; SST-2 train has {len(sents)} whole sentences; hold out between 1 and "
                           f"{len(sents) - 1} of them (e.g. 1500), or 0 to report dev accuracy")
