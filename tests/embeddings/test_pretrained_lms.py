@@ -167,7 +167,7 @@ def test_causal_mask_no_leakage_from_the_future():
     assert (lx[:, 9:] - ly[:, 9:]).abs().amax(-1).min() > 1e-6  # later ones do
 
 
-@pytest.mark.parametrize("pool", ["last", "mean"])
+@pytest.mark.parametrize("pool", ["last", "mean", "eot"])
 def test_gpt2_classifier_ignores_right_padding(pool):
     torch.manual_seed(0)
     m = G.build_model(G.GPT2Config(context=16, n_layers=1, n_heads=2, d_model=16, dropout=0.0), 30)
@@ -175,9 +175,18 @@ def test_gpt2_classifier_ignores_right_padding(pool):
     a = clf(torch.tensor([[5, 6, 7]]))
     b = clf(torch.tensor([[5, 6, 7, 0, 0, 0], [5, 6, 7, 8, 9, 4]]))
     torch.testing.assert_close(a, b[:1], atol=1e-5, rtol=1e-5)
-    h = m.blocks(m.pos(m.tok_embed(torch.tensor([[5, 6, 7]]))))[0]  # (3, C) token states
-    z = h.mean(0) if pool == "mean" else h[-1]
+    h = m.blocks(m.pos(m.tok_embed(torch.tensor([[5, 6, 7, 0]]))))[0]  # (4, C) states, the pad (= eot) last
+    z = {"mean": h[:3].mean(0), "last": h[2], "eot": h[3]}[pool]
     torch.testing.assert_close(a[0], clf.head(z), atol=1e-5, rtol=1e-5)
+
+
+def test_gpt2_eot_pool_keeps_the_appended_token_inside_the_context():
+    torch.manual_seed(0)
+    m = G.build_model(G.GPT2Config(context=8, n_layers=1, n_heads=2, d_model=16, dropout=0.0), 30)
+    clf = FT.Classifier("gpt2", m, 16, pad_id=0, dropout=0.0, pool="eot").eval()
+    full = torch.arange(1, 9)[None]  # 8 real tokens fill the context: the 8th gives way to the eot
+    h = m.blocks(m.pos(m.tok_embed(torch.tensor([[1, 2, 3, 4, 5, 6, 7, 0]]))))[0]
+    torch.testing.assert_close(clf(full)[0], clf.head(h[7]), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("pool", ["last", "mean"])
@@ -193,7 +202,8 @@ def test_bert_classifier_reads_cls_through_the_pooler_or_the_mean_of_real_tokens
     torch.testing.assert_close(a[0], clf.head(z), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("model,pool", [("elmo", "mean"), ("gpt2", "max"), ("bert", "first")])
+@pytest.mark.parametrize("model,pool", [("elmo", "mean"), ("gpt2", "max"), ("bert", "first"), ("bert", "eot"),
+                                        ("elmo", "eot")])
 def test_finetune_config_names_a_pool_it_cannot_use(model, pool):
     with pytest.raises(ConfigError, match=f"pool: '{pool}' with model={model}"):
         FT.FinetuneConfig(model=model, pool=pool).check()
@@ -239,6 +249,34 @@ def test_gpt2_auxiliary_lm_loss_is_the_next_token_loss_of_the_real_tokens():
     torch.testing.assert_close(lm, (3 * la + lb) / 4)  # the mean over the 4 predicted real tokens; padding ignored
     torch.testing.assert_close(logits, clf(torch.tensor([a, b + [0, 0]])))
     assert clf.forward_with_lm(torch.tensor([a]), lm_loss=False)[1] is None
+
+
+def test_lp_ft_probe_trains_the_head_alone_on_features_in_the_rows_order(tmp_path):
+    from dlnotes.engine import Run
+    torch.manual_seed(0)
+    m = G.build_model(G.GPT2Config(context=16, n_layers=1, n_heads=2, d_model=32, dropout=0.1), 30)
+    clf = FT.Classifier("gpt2", m, 32, pad_id=0, dropout=0.0)
+    g = torch.Generator().manual_seed(1)
+    seqs = [torch.randint(1, 30, (int(n),), generator=g).tolist() for n in torch.randint(1, 9, (400,), generator=g)]
+    labels = torch.tensor([int(s[-1] < 15) for s in seqs])  # read off the last token, which the feature holds
+    run = Run(tmp_path / "r", quiet=True)
+    z = FT.frozen_features(clf, seqs, run, batch=64)
+    assert clf.training  # back in training mode
+    clf.eval()
+    for i in (0, 7, 399):  # dropout off; each row where its sequence was, whatever the length-sorted batches
+        torch.testing.assert_close(z[i], clf.features(torch.tensor([seqs[i]]))[0][0], atol=1e-5, rtol=1e-5)
+    clf.train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    acc = FT.probe_head(clf, seqs, labels, FT.FinetuneConfig(probe_l2=1e-4), run)
+    from sklearn.linear_model import LogisticRegression
+    reference = LogisticRegression(C=100.0, max_iter=5000).fit(z.numpy(), labels.numpy()).score(z.numpy(), labels)
+    assert acc > 0.9 and acc >= reference - 0.01  # as well as a logistic regression fitted to convergence
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # the language model is untouched
+
+
+def test_finetune_config_refuses_a_negative_probe_penalty():
+    with pytest.raises(ConfigError, match="probe_l2: -0.1"):
+        FT.FinetuneConfig(probe=True, probe_l2=-0.1).check()
 
 
 def test_top_k_and_nucleus_filters():

@@ -100,6 +100,12 @@ def test_sst2_seeds_repeat_each_fine_tune_and_report_the_means(run_recipe):
     assert two["pretraining_gain_sd"] >= 0 and "pretraining_gain_sd" not in one
     assert (two["pretrained_accuracy_seed1"], two["scratch_accuracy_seed1"]) != (one["pretrained_accuracy"],
                                                                                  one["scratch_accuracy"])
+    probe_dir, probed = run_recipe("sst2-gpt2", overrides=["probe=true", f"pretrained={run_dir / 'pretrain'}"])
+    logged = [json.loads(line) for line in (probe_dir / "metrics.jsonl").read_text().splitlines()]
+    fits = {k: v for rec in logged for k, v in rec.items() if k.endswith("_probe_train_accuracy")}
+    assert set(fits) == {"pretrained_probe_train_accuracy", "scratch_probe_train_accuracy"}  # LP-FT: both copies
+    assert all(0.5 <= v <= 1 for v in fits.values())  # the fitted head beats chance on its own training rows
+    assert probed["pretrained_accuracy"] != one["pretrained_accuracy"]  # fine-tuning began from the fitted head
 
 
 def test_elmo_rejects_a_negative_candidate_count_before_making_a_run(tmp_path, capsys):
@@ -109,7 +115,7 @@ def test_elmo_rejects_a_negative_candidate_count_before_making_a_run(tmp_path, c
 
 
 @pytest.mark.parametrize("bad", ["adapt_epochs=-1", "adapt_lr=0", "holdout=-1", "lm_coef=0.5", "lm_coef=-1",
-                                 "seeds=0"])
+                                 "seeds=0", "probe_l2=-1", "pool=eot"])
 def test_sst2_rejects_bad_settings_before_making_a_run(tmp_path, capsys, bad):
     rc = cli_main(["run", "sst2-elmo", "--quick", "--set", bad, "--runs", str(tmp_path / "runs")])
     assert rc != 0
