@@ -271,6 +271,8 @@ def test_lp_ft_probe_trains_the_head_alone_on_features_in_the_rows_order(tmp_pat
     from sklearn.linear_model import LogisticRegression
     reference = LogisticRegression(C=100.0, max_iter=5000).fit(z.numpy(), labels.numpy()).score(z.numpy(), labels)
     assert acc > 0.9 and acc >= reference - 0.01  # as well as a logistic regression fitted to convergence
+    with torch.no_grad():  # the classifier's own head now holds the fitted weights
+        assert float((clf.head(z).argmax(-1) == labels).float().mean()) == acc
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # the language model is untouched
 
 

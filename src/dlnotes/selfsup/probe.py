@@ -51,7 +51,9 @@ def features(encoder: nn.Module, images: torch.Tensor, batch: int = 1000, device
     return out
 
 
-def _fit_logreg(a: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, max_iter: int) -> nn.Linear:
+def fit_logreg(a: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, max_iter: int) -> nn.Linear:
+    """Multinomial logistic regression on features ``a``: minimise the mean cross-entropy plus
+    ``weight_decay * ||W||^2`` with L-BFGS (strong-Wolfe line search) for at most ``max_iter`` iterations."""
     lin = nn.Linear(a.shape[1], n_classes)
     opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
@@ -101,13 +103,13 @@ def linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Ten
             for held in parts:
                 keep = torch.ones(len(a), dtype=torch.bool)
                 keep[held] = False
-                lin = _fit_logreg(a[keep], y_train[keep], n_classes, wd, max_iter)
+                lin = fit_logreg(a[keep], y_train[keep], n_classes, wd, max_iter)
                 with torch.no_grad():
                     correct += (lin(a[held]).argmax(-1) == y_train[held]).sum().item()
             return correct
 
         weight_decay = max(WEIGHT_DECAYS, key=cv_accuracy)  # ties: the first (weakest) penalty
-    lin = _fit_logreg(a, y_train, n_classes, weight_decay, max_iter)
+    lin = fit_logreg(a, y_train, n_classes, weight_decay, max_iter)
     with torch.no_grad():
         return (lin(b).argmax(-1) == y_test).float().mean().item()
 

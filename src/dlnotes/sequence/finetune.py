@@ -152,7 +152,7 @@ class FinetuneConfig:
     #                           (embeddings) .. L (the last block), lr for the head (Howard & Ruder 2018); 1: one rate
     probe: bool = False  # LP-FT (Kumar et al. 2022): fit the head alone on the frozen model's features first,
     #                      then fine-tune all weights; both copies alike
-    probe_l2: float = 1e-3  # L2 weight of that logistic regression
+    probe_l2: float = 5e-4  # weight of that logistic regression's penalty probe_l2 * ||W||^2
     pool: str = "last"  # sentence feature: last (GPT-2's last real token, BERT's pooled [CLS]) | mean (over real
     #                     tokens; GPT-2 and BERT) | eot (GPT-2: the state of an <|endoftext|> appended to the sentence)
     detokenize: bool = True  # undo SST-2's PTB tokenization ("does n't" -> "doesn't") before sub-word encoding
@@ -185,7 +185,7 @@ class FinetuneConfig:
             raise ConfigError(f"layer_decay: {self.layer_decay} with model={self.model}; layer-wise rates are for "
                               "the Transformers' blocks: a factor in (0, 1] (e.g. 0.8) with gpt2 or bert, else 1")
         if self.probe_l2 < 0:
-            raise ConfigError(f"probe_l2: {self.probe_l2}; the linear probe's L2 weight is >= 0 (e.g. 1e-3)")
+            raise ConfigError(f"probe_l2: {self.probe_l2}; the linear probe's L2 weight is >= 0 (e.g. 5e-4)")
         if self.seeds < 1:
             raise ConfigError(f"seeds: {self.seeds}; fine-tune each copy at least once (1, or e.g. 3 for a mean)")
 
@@ -331,21 +331,16 @@ def frozen_features(clf: Classifier, seqs, run: Run, batch: int = 256) -> torch.
 
 def probe_head(clf: Classifier, tr_x, tr_y, cfg: FinetuneConfig, run: Run) -> float:
     """The first stage of Kumar et al.'s (2022) LP-FT: fit the head alone, a logistic regression on the
-    language model's frozen features (L-BFGS to convergence, L2 penalty ``probe_l2 / 2 * ||W||^2`` on the
-    mean cross-entropy); fine-tuning then starts from a head that already reads the features instead of a
+    language model's frozen features (:func:`dlnotes.selfsup.probe.fit_logreg`: L-BFGS, L2 penalty
+    ``probe_l2 * ||W||^2``); fine-tuning then starts from a head that already reads the features instead of a
     random one, whose early gradients would reshape them. Returns the probe's training accuracy."""
-    z, y = frozen_features(clf, tr_x, run).to(run.device), tr_y.to(run.device)
-    opt = torch.optim.LBFGS(clf.head.parameters(), lr=1.0, max_iter=500, history_size=20,
-                            tolerance_grad=1e-6, line_search_fn="strong_wolfe")
+    from ..selfsup.probe import fit_logreg
 
-    def closure():
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(clf.head(z), y) + 0.5 * cfg.probe_l2 * clf.head.weight.square().sum()
-        loss.backward()
-        return loss
-    opt.step(closure)
+    z = frozen_features(clf, tr_x, run)
+    fit = fit_logreg(z, tr_y, clf.head.out_features, cfg.probe_l2, max_iter=500)
     with torch.no_grad():
-        return float((clf.head(z).argmax(-1) == y).float().mean())
+        clf.head.load_state_dict(fit.state_dict())
+        return float((fit(z).argmax(-1) == tr_y).float().mean())
 
 
 def finetune(clf: Classifier, train, dev, cfg: FinetuneConfig, run: Run, tag: str, seed: int = 0) -> float:
