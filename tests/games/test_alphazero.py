@@ -225,8 +225,13 @@ def test_time_budget_counts_training_not_matches(run_recipe, monkeypatch):
                                                                 "games_per_generation=8", "simulations=8"])
     assert 2 <= res["generations"] <= 3  # stopped by the training budget, not by the generation count
     assert res["eval_wall_s"] >= res["generations"] * 1.0  # one slow match after every generation
-    # the matches did not count, and the generation that would have crossed 3.5 s (to about 4.4 s) never started
-    assert res["generations"] * 1.0 <= res["train_wall_s"] <= 3.5
+    assert res["generations"] * 1.0 <= res["train_wall_s"] < 3.5 + 1.0  # the matches did not count
     curve = json.loads((run_dir / "curve.json").read_text())
     assert [r["train_s"] for r in curve] == sorted(r["train_s"] for r in curve)
+    # the rule, whatever the machine's speed: a generation starts only if it would end within the budget, were it
+    # as long as the one before (train_s is the training clock after each generation, rounded to 0.1 s)
+    ends = [0.0] + [r["train_s"] for r in curve[:int(res["generations"])]]  # (the final match repeats the last)
+    took = np.diff(ends)
+    assert all(ends[k] + took[k - 1] <= 3.5 + 0.2 for k in range(1, len(took)))
+    assert res["train_wall_s"] + took[-1] > 3.5 - 0.2  # and the next one would not have
     assert curve[-1]["wall_s"] >= curve[-1]["train_s"] + res["generations"] * 1.0
