@@ -34,9 +34,17 @@ class GameState(ABC):
     to_play: int  # 0 or 1: whose move it is
     history: tuple  # actions played so far (replayable in OpenSpiel)
 
-    @abstractmethod
+    _legal: list[int] | None  # legal_moves' cache: each subclass sets it to None in __init__
+
     def legal_moves(self) -> list[int]:
-        """Sorted action ids that may be played now (empty when the game is over)."""
+        """Sorted action ids that may be played now (empty when the game is over); computed once per state."""
+        if self._legal is None:
+            self._legal = [] if self.is_terminal() else self._moves()
+        return self._legal
+
+    @abstractmethod
+    def _moves(self) -> list[int]:
+        """:meth:`legal_moves` of a position that is not terminal."""
 
     @abstractmethod
     def play(self, action: int) -> "GameState":

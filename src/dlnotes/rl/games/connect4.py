@@ -43,13 +43,8 @@ class Connect4State(GameState):
 
     game = None  # set below
 
-    def legal_moves(self) -> list[int]:
-        if self._legal is None:
-            if self.is_terminal():
-                self._legal = []
-            else:
-                self._legal = [c for c in range(COLS) if not self.mask & TOP[c]]
-        return self._legal
+    def _moves(self) -> list[int]:
+        return [c for c in range(COLS) if not self.mask & TOP[c]]
 
     def play(self, action: int) -> "Connect4State":
         if self.is_terminal() or not 0 <= action < COLS or self.mask & TOP[action]:

@@ -97,15 +97,9 @@ class GoState(GameState):
         return False
 
     # ------------------------------------------------------------------ interface
-    def legal_moves(self) -> list[int]:
-        if self._legal is None:
-            if self.is_terminal():
-                self._legal = []
-            else:
-                label, libs, _ = self._chains()
-                self._legal = [p for p in range(len(self.stones)) if self._is_legal_point(p, label, libs)]
-                self._legal.append(self.game.pass_action)
-        return self._legal
+    def _moves(self) -> list[int]:
+        label, libs, _ = self._chains()
+        return [p for p in range(len(self.stones)) if self._is_legal_point(p, label, libs)] + [self.game.pass_action]
 
     def play(self, action: int) -> "GoState":
         g = self.game

@@ -36,14 +36,9 @@ class TicTacToeState(GameState):
 
     game = None  # set below
 
-    def legal_moves(self) -> list[int]:
-        if self._legal is None:
-            if self.is_terminal():
-                self._legal = []
-            else:
-                taken = self.marks[0] | self.marks[1]
-                self._legal = [i for i in range(9) if not taken >> i & 1]
-        return self._legal
+    def _moves(self) -> list[int]:
+        taken = self.marks[0] | self.marks[1]
+        return [i for i in range(9) if not taken >> i & 1]
 
     def play(self, action: int) -> "TicTacToeState":
         if self.is_terminal() or not 0 <= action < 9 or (self.marks[0] | self.marks[1]) >> action & 1:
