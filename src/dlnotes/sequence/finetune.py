@@ -59,6 +59,7 @@ from ..data import text as T
 from ..engine import Run, Target, recipe
 from ..engine.config import ConfigError
 from ..engine.schedules import set_lr, warmup_cosine
+from ..selfsup.probe import fit_logreg
 from . import bert as B
 from . import gpt2 as G
 from .sst2 import (bag_of_words_accuracy, encode_sst2, hold_out_sentences, length_grouped_batches, pad_batch,
@@ -336,8 +337,6 @@ def probe_head(clf: Classifier, tr_x, tr_y, cfg: FinetuneConfig, run: Run) -> fl
     language model's frozen features (:func:`dlnotes.selfsup.probe.fit_logreg`: L-BFGS, L2 penalty
     ``probe_l2 * ||W||^2``); fine-tuning then starts from a head that already reads the features instead of a
     random one, whose early gradients would reshape them. Returns the probe's training accuracy."""
-    from ..selfsup.probe import fit_logreg
-
     z = frozen_features(clf, tr_x, run)
     fit = fit_logreg(z, tr_y, clf.head.out_features, cfg.probe_l2, max_iter=500)
     with torch.no_grad():
