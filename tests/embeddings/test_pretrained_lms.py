@@ -167,17 +167,22 @@ def test_causal_mask_no_leakage_from_the_future():
     assert (lx[:, 9:] - ly[:, 9:]).abs().amax(-1).min() > 1e-6  # later ones do
 
 
+@pytest.mark.parametrize("bos", [False, True])
 @pytest.mark.parametrize("pool", ["last", "mean", "eot"])
-def test_gpt2_classifier_ignores_right_padding(pool):
+def test_gpt2_classifier_ignores_right_padding(pool, bos):
     torch.manual_seed(0)
     m = G.build_model(G.GPT2Config(context=16, n_layers=1, n_heads=2, d_model=16, dropout=0.0), 30)
-    clf = FT.Classifier("gpt2", m, 16, pad_id=0, dropout=0.0, pool=pool).eval()
+    clf = FT.Classifier("gpt2", m, 16, pad_id=0, dropout=0.0, pool=pool, bos=bos).eval()
     a = clf(torch.tensor([[5, 6, 7]]))
     b = clf(torch.tensor([[5, 6, 7, 0, 0, 0], [5, 6, 7, 8, 9, 4]]))
     torch.testing.assert_close(a, b[:1], atol=1e-5, rtol=1e-5)
-    h = m.blocks(m.pos(m.tok_embed(torch.tensor([[5, 6, 7, 0]]))))[0]  # (4, C) states, the pad (= eot) last
+    lead = [0] if bos else []  # the leading <|endoftext|> (= pad) is read, then the sentence, then an eot
+    h = m.blocks(m.pos(m.tok_embed(torch.tensor([lead + [5, 6, 7, 0]]))))[0][len(lead):]  # (4, C) from the "5"
     z = {"mean": h[:3].mean(0), "last": h[2], "eot": h[3]}[pool]
     torch.testing.assert_close(a[0], clf.head(z), atol=1e-5, rtol=1e-5)
+    if bos:  # the sentence's states differ from those read without the leading token
+        assert not torch.allclose(a, FT.Classifier("gpt2", m, 16, pad_id=0, dropout=0.0, pool=pool).eval()(
+            torch.tensor([[5, 6, 7]])))
 
 
 def test_gpt2_eot_pool_keeps_the_appended_token_inside_the_context():
@@ -187,6 +192,9 @@ def test_gpt2_eot_pool_keeps_the_appended_token_inside_the_context():
     full = torch.arange(1, 9)[None]  # 8 real tokens fill the context: the 8th gives way to the eot
     h = m.blocks(m.pos(m.tok_embed(torch.tensor([[1, 2, 3, 4, 5, 6, 7, 0]]))))[0]
     torch.testing.assert_close(clf(full)[0], clf.head(h[7]), atol=1e-5, rtol=1e-5)
+    both = FT.Classifier("gpt2", m, 16, pad_id=0, dropout=0.0, pool="eot", bos=True).eval()
+    h = m.blocks(m.pos(m.tok_embed(torch.tensor([[0, 1, 2, 3, 4, 5, 6, 0]]))))[0]  # two real tokens give way
+    torch.testing.assert_close(both(full)[0], both.head(h[7]), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("pool", ["last", "mean"])
@@ -249,6 +257,24 @@ def test_gpt2_auxiliary_lm_loss_is_the_next_token_loss_of_the_real_tokens():
     torch.testing.assert_close(lm, (3 * la + lb) / 4)  # the mean over the 4 predicted real tokens; padding ignored
     torch.testing.assert_close(logits, clf(torch.tensor([a, b + [0, 0]])))
     assert clf.forward_with_lm(torch.tensor([a]), lm_loss=False)[1] is None
+
+
+def test_gpt2_auxiliary_lm_loss_with_a_leading_eot_also_predicts_the_first_word():
+    torch.manual_seed(0)
+    m = G.build_model(G.GPT2Config(context=16, n_layers=1, n_heads=2, d_model=16, dropout=0.0), 30)
+    clf = FT.Classifier("gpt2", m, 16, pad_id=0, dropout=0.0, bos=True).eval()
+    a, b = [5, 6, 7, 8], [9, 3]
+    _, lm = clf.forward_with_lm(torch.tensor([a, b + [0, 0]]))
+    _, la = m(torch.tensor([[0] + a[:-1]]), torch.tensor([a]))
+    _, lb = m(torch.tensor([[0] + b[:-1]]), torch.tensor([b]))
+    torch.testing.assert_close(lm, (4 * la + 2 * lb) / 6)  # 6 real tokens, each predicted from its prefix
+
+
+def test_finetune_config_keeps_the_leading_eot_to_gpt2():
+    FT.FinetuneConfig(model="gpt2", bos=True).check()
+    for model in ("bert", "elmo"):
+        with pytest.raises(ConfigError, match=f"bos: true with model={model}"):
+            FT.FinetuneConfig(model=model, bos=True).check()
 
 
 def test_lp_ft_probe_trains_the_head_alone_on_features_in_the_rows_order(tmp_path):
