@@ -38,7 +38,7 @@ grade DDIM at ``ddim_eta`` (default 0, the case Song et al. name DDIM).
 ``ddim_eps_scale`` for DDIM (1: off). Ning et al. take lambda a little above 1 (1.004-1.017 at 100 steps) to
 offset exposure bias; on a Gaussian with the exact noise lambda > 1 widens the samples' spread and lambda < 1
 narrows it, like a lower temperature. ``ddpm-mnist``'s preset samples DDIM at lambda = 0.95, below 1, which a
-screen graded against training images chose (the comment above its preset gives the figures); its 1000-step
+screen graded against training images chose (docs/results.md, ``ddpm-mnist``, gives the figures); its 1000-step
 sampler keeps lambda = 1.
 
 Recipe ``ddpm-mnist``: U-Net (:mod:`dlnotes.nn.unet`) trained on MNIST scaled to [-1, 1], EMA
@@ -329,44 +329,13 @@ def grade(images_unit: torch.Tensor, dataset: str, grader: str, prefix: str = ""
     return {f"{prefix}{k}": v for k, v in s.items() if k != "n_samples"}
 
 
-# Ho et al.'s Adam rate (2e-4) and dropout (0.1) suit their 800k steps; a CPU budget allows about
-# 5600 steps (12 epochs: 58 min at 0.62 s/step on a 2-core Intel CPU with --amp bf16, then 28 min of
-# sampling and grading; 87 min in all, FID 20.5, 2.78x its floor of 7.39, DDIM-50 1.90x). Screened
-# on an H100 at equal steps (about 7 epochs, 1000 samples): classifier-FID 91 at 2e-4, 72 at 5e-4,
-# 57 at 1e-3, 49 at 1e-3 without dropout; EMA 0.9995 was too slow (562).
-# This preset on an H200 (bf16, all 12 epochs): FID 22.6, 2.99x the 1000-sample floor of 7.56,
-# confidence 0.959; DDIM-50 1.82x the 1000-step FID (base 64, 4x the compute: 2.25x, DDIM-50 1.94x).
-# benchmarks/ddpm_samplers.py on those weights: DDIM with all 1000 steps is as far off (46.2 against
-# the ancestral 24.2; DDIM-50 48.9), so the gap is deterministic vs stochastic sampling, not few steps.
-# Min-SNR weights (snr_gamma=5, the preset now), the same CPU run otherwise: FID 21.0 (2.85x), DDIM-50
-# 1.53x (eta 0) and 1.05x (eta 1, benchmarks/ddpm_samplers.py with the recipe's seeds; without the weights
-# 1.20x). Two draws of 1000 samples from those weights differ by 6 FID points (1000-step: 21.0 and 26.9;
-# DDIM-50 at eta 1: 22.0 and 20.2), more than the weights' effect on the 1000-step FID (without them, the same
-# two draws: 20.5 and 26.6; DDIM-50 at eta 1: 24.7 and 22.2).
-# Epsilon Scaling's lambda, screened on those weights with a fresh draw (seed 100000) graded against 10k *training*
-# images, not the test set the recipe reports: DDIM-50 (eta 0) FID 29.6 at lambda 1, 25.4 at 0.99, 23.3 at 0.98,
-# 21.4 at 0.96 and 0.94, 21.8 at 0.91 (1.01: 37.9); the 1000-step sampler, 500 samples: 34.6 / 35.1 / 34.8 / 34.1
-# at 0.985 / 0.995 / 1 / 1.005, flat, so it keeps 1; quadratic DDIM steps, 33.3 / 22.5 at 1 / 0.95, so uniform.
-# On the recipe's seeds against the test set, DDIM-50 at lambda 0.95 scores 23.8 (1.13x the 1000-step 21.0; 1.53x
-# at lambda 1); on the weights without Min-SNR, 33.1 (1.62x).
-# More epochs, and the rate decayed at the end, chosen on a screen resumed from that run's step-5616 checkpoint
-# (12 epochs) with --compile, graded by DDIM-50 at eta 1 (about the 1000-step FID, in 2 min) on the seed-100000
-# draw against 10k training images: 19.9 at 12 epochs, 14.1 at 16 (constant rate), 13.3 at 16 with lr_decay=0.25
-# (DDIM-50 at lambda 0.95: 21.2 / 17.2 / 15.5). Under --compile an epoch takes 236 s here, so the preset trains
-# 15 epochs (16 and fp32 1000-step sampling would take about 90 min) with the last quarter's rate decayed.
-# Its run (dlnotes run ddpm-mnist --amp bf16 --compile, Intel CPU): classifier-FID 15.5, 2.09x the floor of 7.39,
-# confidence 0.966, DDIM-50 (lambda 0.95) 1.08x; 100.8 min, the training at 277 s/epoch (236 s earlier that day).
-# Sampling under bf16 (sample_amp; compiled, 2.4x faster) left those weights' FID as it was on the recipe's seeds
-# (1000 steps: 15.1 against 15.5 in fp32; DDIM-50 at lambda 0.95: 16.7 against 16.6; at eta 1 on two other draws,
-# against training images: 12.8 / 12.4 against 12.9 / 12.2) and takes the 1000-step sampling from about 24 min to 10,
-# so the preset trains the screen's 16 epochs. Its run (same command): classifier-FID 14.5, 1.96x the floor, confidence
-# 0.966, DDIM-50 1.26x; 79.3 min (training 66.9 at 251 s/epoch). A second draw (benchmarks/ddpm_samplers.py --seed
-# 100000 --bf16 --compile): 17.9 (2.43x), DDIM-50 0.98x; a third (--seed 200000): 14.9 (2.02x), DDIM-50 1.43x; over
-# the three draws 2.14x and DDIM-50 1.21x.
-# On the AMD machine, attention in bf16 training taking the explicit route (sequence.attention.scaled_dot_product;
-# 0.45 s/step against 0.60 through the fused kernel): FID 15.3 (2.07x), DDIM-50 1.25x, 74.5 min; a second draw
-# (seed 100000) 20.8 (2.81x), DDIM-50 0.82x; a third (200000) 14.6 (1.97x), DDIM-50 1.34x; over the three
-# 2.28x and DDIM-50 1.10x.
+# Ho et al.'s Adam rate (2e-4) and dropout (0.1) suit their 800k steps; a 2-core CPU in 90 minutes allows about
+# 7500. Screened at equal steps, 1e-3 without dropout learned fastest, and Min-SNR-5 weights narrowed DDIM-50's gap to
+# the 1000-step sampler (1.90x to 1.53x); training longer with the last quarter's rate decayed gained most (DDIM-50
+# at eta 1 against training images: 19.9 at 12 epochs, 13.3 at 16), and sampling in bf16 under --compile, as good as
+# fp32 and 2.4x faster, frees the time for those 16 epochs. DDIM samples at Epsilon Scaling's lambda = 0.95 (chosen
+# against training images, not the test set); the 1000-step sampler keeps lambda = 1 (flat there). One draw of 1000
+# samples moves the FID by 3-6 points. Every screen and run, with commands: docs/results.md, ddpm-mnist.
 DDPM_FULL = {"lr": 1e-3, "dropout": 0.0, "epochs": 12.0, "snr_gamma": 5.0}
 DDPM_TRAIN = {**DDPM_FULL, "epochs": 16.0, "lr_decay": 0.25}  # the full preset's training (latent diffusion's too)
 
