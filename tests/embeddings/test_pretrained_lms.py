@@ -2,6 +2,7 @@
 masking in GPT-2, direction separation in ELMo's biLM, sampling filters, and short learning runs."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -300,6 +301,37 @@ def test_lp_ft_probe_trains_the_head_alone_on_features_in_the_rows_order(tmp_pat
     with torch.no_grad():  # the classifier's own head now holds the fitted weights
         assert float((clf.head(z).argmax(-1) == labels).float().mean()) == acc
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # the language model is untouched
+
+
+def test_l2sp_pulls_the_language_model_back_toward_its_pretrained_weights_after_the_step(tmp_path):
+    # Li et al. (2018), decoupled as AdamW's decay: w <- w - lr_t alpha (w - w0); the head is not anchored
+    from dlnotes.engine import Run
+    torch.manual_seed(0)
+    m = G.build_model(G.GPT2Config(context=16, n_layers=1, n_heads=2, d_model=16, dropout=0.0), 30)
+    g = torch.Generator().manual_seed(1)
+    seqs = [torch.randint(1, 30, (5,), generator=g).tolist() for _ in range(16)]
+    data = (seqs, torch.tensor([int(s[-1] < 15) for s in seqs]))
+    cfg = FT.FinetuneConfig(batch_size=16, epochs=1.0, warmup=0, lr=1e-2)  # one step, at the peak rate 1e-2
+    run, out = Run(tmp_path / "r", quiet=True), {}
+    for alpha in (0.0, 30.0):
+        torch.manual_seed(2)
+        clf = FT.Classifier("gpt2", copy.deepcopy(m), 16, pad_id=0, dropout=0.0)
+        FT.finetune(clf, data, data, cfg, run, f"a{alpha}", l2sp=alpha)
+        out[alpha] = clf
+    run.close()
+    moved = 0
+    for (name, w0), plain, anchored in zip(m.named_parameters(), out[0.0].lm.parameters(), out[30.0].lm.parameters()):
+        torch.testing.assert_close(anchored, plain + 0.3 * (w0 - plain), atol=1e-6, rtol=1e-6, msg=name)
+        moved += int(not torch.allclose(plain, w0))
+    assert moved > 5  # the plain step did move the language model
+    torch.testing.assert_close(out[30.0].head.weight, out[0.0].head.weight)
+
+
+def test_finetune_config_refuses_an_l2sp_weight_past_the_pretrained_values():
+    with pytest.raises(ConfigError, match="l2sp: 20000.0 with lr=0.0001"):
+        FT.FinetuneConfig(l2sp=2e4).check()
+    with pytest.raises(ConfigError, match="l2sp: -1.0"):
+        FT.FinetuneConfig(l2sp=-1.0).check()
 
 
 def test_finetune_config_refuses_a_negative_probe_penalty():

@@ -4,7 +4,7 @@ import math
 import torch
 
 from dlnotes.selfsup import augment as A
-from dlnotes.selfsup.probe import features, knn_accuracy, label_subset, linear_probe, load_images
+from dlnotes.selfsup.probe import features, knn_accuracy, label_subset, linear_probe, load_images, view_features
 from dlnotes.selfsup.simclr import SimCLR, nt_xent, simclr_views
 from dlnotes.nn.backbones import to_float
 
@@ -113,3 +113,45 @@ def test_simclr_on_8x8_digits_gives_a_probe_well_above_chance():
     assert acc > 0.5, (acc, acc_random)
     assert acc > acc_random + 0.05, (acc, acc_random)
     assert knn_accuracy(f_tr, y_tr, f_te, y_te, k=10) > 0.5
+
+
+def test_probe_views_are_the_image_then_its_augmented_views():
+    x_tr = load_images("digits")[0][:50]
+    enc = SimCLR(width=16, proj_dim=32).encoder
+    flip = lambda x, g: A.random_hflip(x, g, p=1.0)  # noqa: E731 (a fixed view, to check where it lands)
+    v = view_features(enc, x_tr, flip, views=2, batch=16)
+    assert v.shape == (50, 3, enc.out_dim)
+    torch.testing.assert_close(v[:, 0], features(enc, x_tr))  # view 0: the image itself
+    torch.testing.assert_close(v[:, 1], features(enc, x_tr.flip(-1)))  # in each image's own row
+    torch.testing.assert_close(v[:, 2], v[:, 1])
+
+
+def test_probe_on_views_trains_on_all_of_them_and_cross_validates_whole_images(monkeypatch):
+    import dlnotes.selfsup.probe as P
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    f = torch.randn(60, 8, generator=g) + torch.nn.functional.one_hot(y, 8).float()  # noisy: CV wants a penalty
+    ft, yt = torch.randn(300, 8, generator=g) + torch.nn.functional.one_hot(torch.arange(300) % 3, 8).float(), \
+        torch.arange(300) % 3
+    plain = linear_probe(f, y, ft, yt)
+    torch.testing.assert_close(linear_probe(f[:, None], y, ft, yt), plain, rtol=0, atol=0)
+    fits, real_fit = [], P.fit_logreg
+
+    def spy(a, yy, *args, **kw):
+        fits.append((a, yy))
+        return real_fit(a, yy, *args, **kw)
+    monkeypatch.setattr(P, "fit_logreg", spy)
+    # four copies of every image: the same mean loss, so the same fit, if no copy of a validation image trains
+    assert abs(linear_probe(f[:, None].expand(60, 4, 8), y, ft, yt) - plain) < 0.01
+    assert len(fits) == 5 * 5 + 1  # five penalties x five folds, then the refit on all images
+    for a, yy in fits[:-1]:  # each fold trains on the 48 other images' four views, labels repeated per view
+        assert a.shape == (48 * 4, 8) and torch.equal(yy.view(48, 4), yy.view(48, 4)[:, :1].expand(48, 4))
+    assert fits[-1][0].shape == (240, 8)
+
+
+def test_simclr_config_refuses_negative_probe_views():
+    import pytest
+    from dlnotes.engine.config import ConfigError
+    from dlnotes.selfsup.simclr import SimCLRConfig
+    with pytest.raises(ConfigError, match="probe_views: -1"):
+        SimCLRConfig(probe_views=-1).check()

@@ -51,6 +51,22 @@ def features(encoder: nn.Module, images: torch.Tensor, batch: int = 1000, device
     return out
 
 
+@torch.no_grad()
+def view_features(encoder: nn.Module, images: torch.Tensor, augment, views: int, seed: int = 0, batch: int = 1000,
+                  device="cpu") -> torch.Tensor:
+    """Features of each uint8 image ``(N, H, W)`` and of ``views`` random views of it, ``augment(x, g)`` on
+    floats: ``(N, 1 + views, D)``, view 0 the image itself (eval mode, as :func:`features`)."""
+    was_training = encoder.training
+    encoder.eval()
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, len(images), batch):
+        x = to_float(images[i: i + batch]).to(device)
+        out.append(torch.stack([encoder(x if k == 0 else augment(x, g)).float().cpu() for k in range(1 + views)], 1))
+    encoder.train(was_training)
+    return torch.cat(out)
+
+
 def fit_logreg(a: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, max_iter: int) -> nn.Linear:
     """Multinomial logistic regression on features ``a``: minimise the mean cross-entropy plus
     ``weight_decay * ||W||^2`` with L-BFGS (strong-Wolfe line search) for at most ``max_iter`` iterations."""
@@ -85,13 +101,23 @@ def linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Ten
                  weight_decay: float | None = None, max_iter: int = 300, folds: int = 5) -> float:
     """Test accuracy of multinomial logistic regression on frozen features (L-BFGS, L2 penalty).
 
+    ``f_train`` is ``(N, D)``, or ``(N, V, D)``: several views of each labelled image, view 0 the image itself
+    (:func:`view_features`), as the SimCLR paper's linear evaluation trains on random crops and flips; the
+    classifier then trains on every view of every image.
     ``weight_decay=None`` picks the penalty from :data:`WEIGHT_DECAYS` by stratified ``folds``-fold
-    cross-validation on the *labelled training features only* (one held-out fold when there are more
+    cross-validation on the *labelled training images only* (one held-out fold when there are more
     than 20000 of them), then refits on all of them: 600 labels want a stronger penalty than 60000.
-    With fewer than ``folds`` labels in some class it uses 1e-4."""
-    mu, sd = f_train.mean(0), f_train.std(0) + 1e-6
-    a, b = (f_train - mu) / sd, (f_test - mu) / sd
+    Folds split images, never views of one image, and score a held-out image by view 0, as the test images are
+    scored. With fewer than ``folds`` labels in some class it uses 1e-4."""
+    views = f_train if f_train.dim() == 3 else f_train[:, None]  # (N, V, D)
+    flat = views.reshape(-1, views.shape[-1])
+    mu, sd = flat.mean(0), flat.std(0) + 1e-6
+    a, b = (views - mu) / sd, (f_test - mu) / sd
     n_classes = int(max(y_train.max(), y_test.max())) + 1
+
+    def fit(rows: torch.Tensor, wd: float) -> nn.Linear:  # every view of the images ``rows`` (a bool mask or all)
+        return fit_logreg(a[rows].flatten(0, 1), y_train[rows].repeat_interleave(a.shape[1]), n_classes, wd, max_iter)
+
     if weight_decay is None and int(torch.bincount(y_train)[y_train.unique()].min()) < folds:
         weight_decay = 1e-4  # too few labels per class to cross-validate (e.g. one shot): a light penalty
     if weight_decay is None:
@@ -103,13 +129,13 @@ def linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Ten
             for held in parts:
                 keep = torch.ones(len(a), dtype=torch.bool)
                 keep[held] = False
-                lin = fit_logreg(a[keep], y_train[keep], n_classes, wd, max_iter)
+                lin = fit(keep, wd)
                 with torch.no_grad():
-                    correct += (lin(a[held]).argmax(-1) == y_train[held]).sum().item()
+                    correct += (lin(a[held, 0]).argmax(-1) == y_train[held]).sum().item()
             return correct
 
         weight_decay = max(WEIGHT_DECAYS, key=cv_accuracy)  # ties: the first (weakest) penalty
-    lin = fit_logreg(a, y_train, n_classes, weight_decay, max_iter)
+    lin = fit(torch.ones(len(a), dtype=torch.bool), weight_decay)
     with torch.no_grad():
         return (lin(b).argmax(-1) == y_test).float().mean().item()
 

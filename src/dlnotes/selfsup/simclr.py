@@ -14,7 +14,9 @@ over all ``2B`` views. It is a ``2B``-way classification whose "classes" are the
 
 After pretraining ``h`` is dropped and ``g``'s features are evaluated with a linear probe and
 by fine-tuning on 1%, 10% and 100% of the labels, against supervised training from scratch with
-the same labels, plus a k-NN accuracy.
+the same labels, plus a k-NN accuracy. As in the paper's linear evaluation, the probe trains on random crops
+and flips of the labelled images (``probe_views`` of each besides the image itself), the augmentation that
+fine-tuning and the from-scratch baseline also train with; test images are read as they are.
 """
 from __future__ import annotations
 
@@ -26,10 +28,11 @@ from torch import nn
 
 from ..data.sampling import StepSampler
 from ..engine import Run, Target, recipe
+from ..engine.config import ConfigError
 from ..nn.backbones import SmallResNet, to_float
 from . import augment as A
 from .probe import (classifier_accuracy, features, knn_accuracy, label_subset, linear_probe, load_images,
-                    train_classifier)
+                    train_classifier, view_features)
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
@@ -86,6 +89,8 @@ class SimCLRConfig:
     weight_decay: float = 1e-6  # Adam weight decay
     crop_area: float = 0.3  # smallest area fraction of the random resized crop
     label_fractions: str = "0.01,0.1,1.0"  # label budgets for probe / fine-tune / scratch
+    probe_views: int = 8  # random crop/flip views of each labelled image that the linear probe also trains on
+    #                       (the paper's linear evaluation); 0: the images alone
     finetune_steps: int = 600  # steps of fine-tuning and of supervised-from-scratch training
     finetune_batch: int = 128  # batch of fine-tuning / scratch training
     finetune_lr: float = 1e-3  # Adam learning rate of fine-tuning / scratch training
@@ -93,6 +98,11 @@ class SimCLRConfig:
     knn_k: int = 20  # neighbours of the k-NN evaluation
     log_every: int = 20  # steps between logged losses
     ckpt_every: int = 500  # steps between checkpoints
+
+    def check(self):
+        if self.probe_views < 0:
+            raise ConfigError(f"probe_views: {self.probe_views}; use 0 (the probe reads the labelled images alone) "
+                              "or a number of random crop/flip views of each (e.g. 8)")
 
 
 def run_simclr(cfg: SimCLRConfig, run: Run) -> dict[str, float]:
@@ -146,7 +156,9 @@ def evaluate_encoder(cfg, run: Run, encoder: nn.Module, x_tr, y_tr, x_te, y_te, 
     for frac in (float(f) for f in cfg.label_fractions.split(",")):
         tag = f"{round(frac * 100):g}pct"
         idx = label_subset(y_tr, frac)
-        out[f"probe_acc_{tag}"] = linear_probe(f_tr[idx], y_tr[idx], f_te, y_te)
+        f_lab = (view_features(encoder, x_tr[idx], aug, cfg.probe_views, device=run.device) if cfg.probe_views
+                 else f_tr[idx])  # (n, 1 + probe_views, D): view 0 the image itself, as in f_tr
+        out[f"probe_acc_{tag}"] = linear_probe(f_lab, y_tr[idx], f_te, y_te)
         if frac <= cfg.finetune_max_fraction:
             ft = train_classifier(encoder, encoder.out_dim, x_tr[idx], y_tr[idx], cfg.finetune_steps,
                                   cfg.finetune_batch, cfg.finetune_lr, aug, device=run.device)

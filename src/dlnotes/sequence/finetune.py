@@ -26,6 +26,12 @@ head and final norm at the peak rate, each block below it d times the one above,
 regression on the frozen model's features (:func:`probe_head`), so the first fine-tuning steps do not push a
 random head's gradients into the pretrained features. It raised GPT-2's and BERT's pretrained copies on held-out
 training sentences but not on dev, so the presets leave it off.
+With ``l2sp`` = alpha the pretrained copy fine-tunes under Li et al.'s (2018) L2-SP, which pulls the language
+model's weights toward their pretrained values ``w0`` rather than toward zero: the penalty
+``alpha/2 ||w - w0||^2``, applied decoupled from Adam's moment estimates as AdamW applies weight decay
+(Loshchilov & Hutter 2019), i.e. after each step ``w <- w - lr_t alpha (w - w0)`` (:func:`finetune`).
+AdamW's small decay toward zero stays on every matrix, and the new head has only that. L2-SP is defined by the
+pretrained starting point, so the scratch copy trains as before.
 With ``bos`` GPT-2 reads an ``<|endoftext|>`` before each sentence, the token that precedes every paragraph in
 its pretraining stream, so the first word is read as the start of a text; it moved both copies alike on held-out
 training sentences, so the preset leaves it off.
@@ -160,6 +166,8 @@ class FinetuneConfig:
     probe: bool = False  # LP-FT (Kumar et al. 2022): fit the head alone on the frozen model's features first,
     #                      then fine-tune all weights; both copies alike
     probe_l2: float = 5e-4  # weight of that logistic regression's penalty probe_l2 * ||W||^2
+    l2sp: float = 0.0  # pretrained copy only: weight alpha of L2-SP (Li et al. 2018), each step pulls the LM's weights
+    #                    lr_t * alpha of the way back to their pretrained values (decoupled, as AdamW's decay); 0: off
     pool: str = "last"  # sentence feature: last (GPT-2's last real token, BERT's pooled [CLS]) | mean (over real
     #                     tokens; GPT-2 and BERT) | eot (GPT-2: the state of an <|endoftext|> appended to the sentence)
     bos: bool = False  # GPT-2: an <|endoftext|> before each sentence, as before every paragraph in pretraining, so
@@ -198,6 +206,10 @@ class FinetuneConfig:
                               "already starts each sentence with [CLS]): use bos=false")
         if self.probe_l2 < 0:
             raise ConfigError(f"probe_l2: {self.probe_l2}; the linear probe's L2 weight is >= 0 (e.g. 5e-4)")
+        if not 0.0 <= self.l2sp * self.lr <= 1.0:
+            raise ConfigError(f"l2sp: {self.l2sp} with lr={self.lr}; each step pulls the weights lr * l2sp of the way "
+                              "back to their pretrained values: use 0 (off) or a weight with lr * l2sp <= 1 "
+                              "(e.g. 100 at lr 1e-4)")
         if self.seeds < 1:
             raise ConfigError(f"seeds: {self.seeds}; fine-tune each copy at least once (1, or e.g. 3 for a mean)")
 
@@ -353,9 +365,14 @@ def probe_head(clf: Classifier, tr_x, tr_y, cfg: FinetuneConfig, run: Run) -> fl
         return float((fit(z).argmax(-1) == tr_y).float().mean())
 
 
-def finetune(clf: Classifier, train, dev, cfg: FinetuneConfig, run: Run, tag: str, seed: int = 0) -> float:
+def finetune(clf: Classifier, train, dev, cfg: FinetuneConfig, run: Run, tag: str, seed: int = 0,
+             l2sp: float = 0.0) -> float:
+    """Fine-tune every weight of ``clf`` on ``train``; returns its accuracy on ``dev``. With ``l2sp`` = alpha > 0
+    each step ends with L2-SP's decoupled pull of the language model's weights toward where they started,
+    ``w <- w - lr_t alpha (w - w0)``."""
     (tr_x, tr_y), (dv_x, dv_y) = train, dev
     clf.to(run.device)
+    anchor = [(p, p.detach().clone()) for p in clf.lm.parameters()] if l2sp > 0 else []
     if cfg.probe:
         probe_acc = probe_head(clf, tr_x, tr_y, cfg, run)
         run.log(0, **{f"{tag}_probe_train_accuracy": probe_acc})
@@ -369,7 +386,8 @@ def finetune(clf: Classifier, train, dev, cfg: FinetuneConfig, run: Run, tag: st
         if k == 0:
             batches = length_grouped_batches(lengths, cfg.batch_size, seed * 1000 + epoch)
         sel = batches[k].tolist()
-        set_lr(opt, warmup_cosine(step, steps, cfg.lr, cfg.lr * 0.1, cfg.warmup))
+        lr = warmup_cosine(step, steps, cfg.lr, cfg.lr * 0.1, cfg.warmup)
+        set_lr(opt, lr)
         with run.autocast():
             logits, lm = clf.forward_with_lm(pad_batch([tr_x[i] for i in sel], clf.pad_id).to(run.device),
                                              cfg.lm_coef > 0)
@@ -380,6 +398,9 @@ def finetune(clf: Classifier, train, dev, cfg: FinetuneConfig, run: Run, tag: st
         loss.backward()
         torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
         opt.step()
+        with torch.no_grad():
+            for p, p0 in anchor:  # L2-SP, decoupled: w <- w + lr_t alpha (w0 - w)
+                p.lerp_(p0, lr * l2sp)
         if step % 50 == 0 or step == steps - 1:
             run.log(step, **{f"{tag}_loss": loss.item()})
     return accuracy(clf, dv_x, dv_y, clf.pad_id)
@@ -416,7 +437,8 @@ def sst2_recipe(cfg: FinetuneConfig, run: Run) -> dict[str, float]:
             model = (copy.deepcopy(lm) if cfg.seeds > 1 else lm) if which == "pretrained" else fresh()
             tag = which if cfg.seeds == 1 else f"{which}_seed{seed}"
             clf = Classifier(cfg.model, model, width, pad, cfg.dropout, cfg.pool, cfg.bos)
-            accs[which].append(finetune(clf, data_tr, data_dv, cfg, run, tag, seed=seed))
+            accs[which].append(finetune(clf, data_tr, data_dv, cfg, run, tag, seed=seed,
+                                        l2sp=cfg.l2sp if which == "pretrained" else 0.0))
             if cfg.seeds > 1:
                 result[f"{which}_accuracy_seed{seed}"] = accs[which][-1]
         result[f"{which}_accuracy"] = float(np.mean(accs[which]))
