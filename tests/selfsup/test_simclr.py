@@ -121,8 +121,12 @@ def test_probe_views_are_the_image_then_its_augmented_views():
     flip = lambda x, g: A.random_hflip(x, g, p=1.0)  # noqa: E731 (a fixed view, to check where it lands)
     v = view_features(enc, x_tr, flip, views=2, batch=16)
     assert v.shape == (50, 3, enc.out_dim)
-    torch.testing.assert_close(v[:, 0], features(enc, x_tr))  # view 0: the image itself
-    torch.testing.assert_close(v[:, 1], features(enc, x_tr.flip(-1)))  # in each image's own row
+    assert enc.training  # its mode is restored
+    with torch.no_grad():
+        enc.eval()  # batch-norm running statistics, as in the probe
+        torch.testing.assert_close(v[:, 0], enc(to_float(x_tr)))  # view 0: the image itself
+        torch.testing.assert_close(v[:, 1], enc(to_float(x_tr.flip(-1))))  # in each image's own row
+    torch.testing.assert_close(features(enc, x_tr), v[:, 0])
     torch.testing.assert_close(v[:, 2], v[:, 1])
 
 

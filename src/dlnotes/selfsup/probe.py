@@ -40,22 +40,16 @@ def label_subset(y: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tenso
     return torch.cat(idx).sort().values
 
 
-@torch.no_grad()
 def features(encoder: nn.Module, images: torch.Tensor, batch: int = 1000, device="cpu") -> torch.Tensor:
     """Encoder features of uint8 images ``(N, H, W)`` in eval mode: ``(N, D)``."""
-    was_training = encoder.training
-    encoder.eval()
-    out = torch.cat([encoder(to_float(images[i: i + batch]).to(device)).float().cpu()
-                     for i in range(0, len(images), batch)])
-    encoder.train(was_training)
-    return out
+    return view_features(encoder, images, None, 0, batch=batch, device=device)[:, 0].contiguous()
 
 
 @torch.no_grad()
 def view_features(encoder: nn.Module, images: torch.Tensor, augment, views: int, seed: int = 0, batch: int = 1000,
                   device="cpu") -> torch.Tensor:
     """Features of each uint8 image ``(N, H, W)`` and of ``views`` random views of it, ``augment(x, g)`` on
-    floats: ``(N, 1 + views, D)``, view 0 the image itself (eval mode, as :func:`features`)."""
+    floats: ``(N, 1 + views, D)``, view 0 the image itself; in eval mode, the encoder's own mode restored after."""
     was_training = encoder.training
     encoder.eval()
     g = torch.Generator().manual_seed(seed)
