@@ -8,7 +8,7 @@ gensim's own ``evaluate_word_analogies`` is reported too as a check of our evalu
 
     OMP_NUM_THREADS=2 DLNOTES_DATA=../shared/data .venv/bin/python benchmarks/word2vec_vs_gensim.py
     ... --wiki-files 30        # a subset: wiki_00 .. wiki_29
-    ... --glove-epochs 10      # also train GloVe on the same corpus
+    ... --glove-epochs 15      # also train GloVe on the same corpus (the recipe's 15 epochs)
 
 The last line printed is one JSON object (printed once after word2vec/gensim, again with GloVe added).
 """

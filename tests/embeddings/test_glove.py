@@ -62,9 +62,24 @@ def test_adagrad_step_uses_the_loss_gradient():
     lr = 0.05
     m.adagrad_step(i, j, x, lr, 100.0, 0.75)
     for p0, p1, ref in zip(before, (m.U, m.V, m.b, m.c), params):
-        # first AdaGrad step from G = 1: theta <- theta - lr * grad
-        torch.testing.assert_close(p1 - p0, -lr * ref.grad, atol=1e-12, rtol=1e-9)
-    torch.testing.assert_close(m.GU - 1, params[0].grad ** 2)  # G <- G + g^2, from 1
+        # first AdaGrad step from G = 1: G <- 1 + g^2, then theta <- theta - lr * g / sqrt(G)
+        torch.testing.assert_close(p1 - p0, -lr * ref.grad / (1 + ref.grad ** 2).sqrt(), atol=1e-12, rtol=1e-9)
+    torch.testing.assert_close(m.GU - 1, params[0].grad ** 2)
+
+
+def test_adagrad_step_of_a_frequent_word_stays_within_the_rate():
+    """A word in hundreds of a minibatch's pairs sums hundreds of gradients; accumulating before stepping keeps
+    each coordinate's move within lr (stepping first, as the C code does per entry, moved it by lr * the sum)."""
+    m = G.GloVe(50, 8, seed=0)
+    m.U.normal_(), m.V.normal_()
+    i = torch.zeros(500, dtype=torch.long)  # word 0 paired with every other word, ten times over
+    j = torch.arange(500) % 49 + 1
+    x = torch.full((500,), 200.0)
+    before = m.U[0].clone()
+    lr = 0.25
+    m.adagrad_step(i, j, x, lr, 10.0, 0.75)
+    assert (m.U[0] - before).abs().max() <= lr
+    assert (m.U[0] - before).abs().max() > 0.5 * lr  # it did move: the summed gradient is large
 
 
 def test_glove_training_lowers_the_loss():

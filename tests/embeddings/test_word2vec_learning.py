@@ -1,5 +1,5 @@
-"""Tier 2: skip-gram on a small real corpus (two Wikipedia files, 325k tokens) puts obvious pairs closer
-than random pairs."""
+"""Tier 2: skip-gram, CBOW and GloVe on a small real corpus (two Wikipedia files, 325k tokens) put obvious
+pairs closer than random pairs."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dlnotes.eval import wordvec as E
+from dlnotes.sequence import glove as G
 from dlnotes.sequence import word2vec as W
 from tests.conftest import needs_data
 
@@ -17,15 +18,20 @@ PAIRS = [("he", "she"), ("his", "her"), ("one", "two"), ("three", "four"), ("fir
 
 
 @needs_data("english_corpus")
-@pytest.mark.parametrize("model", ["skipgram", "cbow"])
+@pytest.mark.parametrize("model", ["skipgram", "cbow", "glove"])
 def test_obvious_pairs_closer_than_random_pairs(model):
     from dlnotes.data import text as T
 
     corpus = W.build_corpus(T.english_corpus_lines(["enwiki/wiki_00.gz", "enwiki/wiki_01.gz"]), min_count=5)
-    impl = "numba" if importlib.util.find_spec("numba") else "batched"
-    # a small corpus needs several epochs and a larger step before the vectors leave their common direction
-    cfg = W.W2VConfig(model=model, dim=50, epochs=5, impl=impl, threads=1, lr=0.05 if model == "skipgram" else 0.1)
-    emb = E.Embeddings(corpus.words, W.train_word2vec(corpus, cfg, seed=0).vectors())
+    if model == "glove":  # the recipe's rate and x_max, three passes over the co-occurrences
+        vectors = G.train_glove(corpus, G.GloVeConfig(dim=50, epochs=3))[0]
+    else:
+        impl = "numba" if importlib.util.find_spec("numba") else "batched"
+        # a small corpus needs several epochs and a larger step before the vectors leave their common direction
+        cfg = W.W2VConfig(model=model, dim=50, epochs=5, impl=impl, threads=1,
+                          lr=0.05 if model == "skipgram" else 0.1)
+        vectors = W.train_word2vec(corpus, cfg, seed=0).vectors()
+    emb = E.Embeddings(corpus.words, vectors)
     obvious = np.array([emb.similarity(a, b) for a, b in PAIRS])
     rng = np.random.default_rng(0)
     common = [w for w, c in zip(corpus.words, corpus.counts) if c >= 20]
