@@ -44,6 +44,19 @@ def test_resume_gives_the_same_vectors(run_recipe, monkeypatch):
     np.testing.assert_allclose(vecs(part_dir), vecs(full_dir), atol=1e-6)
 
 
+@pytest.mark.parametrize("name, key, value", [
+    ("glove", "x_max", "0"), ("glove", "lr", "-1"), ("glove", "window", "0"), ("glove", "batch", "0"),
+    ("glove", "wiki_files", "100"), ("glove", "corpus", "wiki"), ("word2vec-sgns", "window", "0"),
+    ("word2vec-sgns", "dim", "0"), ("word2vec-sgns", "negative", "-1"), ("word2vec-sgns", "min_lr", "1"),
+    ("word2vec-sgns", "impl", "fortran"), ("word2vec-cbow-ns", "min_count", "0")])
+def test_bad_values_are_refused_before_the_run(tmp_path, capsys, name, key, value):
+    """Each used to crash mid-run (window 0, batch 0, dim 0, a negative count) or train garbage (x_max 0, a
+    negative rate); now the CLI refuses it before making a run directory, naming the field."""
+    assert cli_main(["run", name, "--quick", "--runs", str(tmp_path), "--set", f"{key}={value}"]) != 0
+    assert f"error: {key}:" in capsys.readouterr().err
+    assert not (tmp_path / name).exists()
+
+
 def test_unknown_impl_is_an_error():
     corpus = W.build_corpus([["a", "b", "a", "b"]] * 5, 1)
     with pytest.raises(ValueError, match="impl must be"):

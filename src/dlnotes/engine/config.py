@@ -19,6 +19,14 @@ class ConfigError(ValueError):
     """A bad config key or value; the message names it and lists what is valid."""
 
 
+def require_positive(cfg, *names: str) -> None:
+    """Raise ConfigError naming the first field in ``names`` whose value is not > 0 (with its default as an example)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not value > 0:
+            raise ConfigError(f"{name}: {value}; use a number > 0 (the default is {getattr(type(cfg)(), name)})")
+
+
 def _field_types(cls) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}

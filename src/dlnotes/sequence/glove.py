@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from ..engine import Run, recipe
-from .word2vec import Corpus, evaluate_and_report, load_training_corpus
+from ..engine.config import require_positive
+from .word2vec import Corpus, check_corpus_fields, evaluate_and_report, load_training_corpus
 
 
 @dataclass
@@ -52,6 +53,10 @@ class GloVeConfig:
     chunk_words: int = 1_000_000  # tokens counted at a time when building the co-occurrence matrix
     eval_restrict: int = 30_000  # analogy search vocabulary
     ckpt_every: int = 0  # steps (minibatches) between checkpoints
+
+    def check(self):
+        check_corpus_fields(self)
+        require_positive(self, "window", "dim", "x_max", "alpha", "lr", "epochs", "batch", "chunk_words")
 
 
 def cooccurrence(corpus: Corpus, window: int, chunk_words: int = 1_000_000):

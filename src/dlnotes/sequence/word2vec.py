@@ -46,6 +46,7 @@ from torch import nn
 from ..data import cache_dir
 from ..data import text as T
 from ..engine import Run, Target, recipe
+from ..engine.config import ConfigError, require_positive
 from .w2v_kernels import (HS, NS, SOFTMAX, batched_updates, cbow_updates, context_matrix, draw_negatives, jitted,
                           noise_table, skipgram_updates, subsample)
 
@@ -199,6 +200,33 @@ class W2VConfig:
     chunk_words: int = 200_000  # corpus words per step (randomness is planned per chunk)
     eval_restrict: int = 30_000  # analogy search restricted to the most frequent words (as gensim)
     ckpt_every: int = 0  # steps between checkpoints (0: only at the end)
+
+    def check(self):
+        check_corpus_fields(self)
+        for name, allowed in (("model", ("skipgram", "cbow")), ("sg_input", ("centre", "context")),
+                              ("objective", ("ns", "hs", "softmax")), ("impl", ("numba", "batched", "python", "auto"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}: {getattr(self, name)!r}; use one of {', '.join(allowed)}")
+        require_positive(self, "dim", "window", "epochs", "lr", "threads", "batch", "chunk_words")
+        if self.objective == "ns":
+            require_positive(self, "negative")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ConfigError(f"min_lr: {self.min_lr}; the rate decays from lr={self.lr} to min_lr, so use "
+                              f"0 <= min_lr <= lr (the default is 1e-4)")
+        if self.sample < 0:
+            raise ConfigError(f"sample: {self.sample}; use 0 (no subsampling) or a threshold such as 1e-3")
+
+
+def check_corpus_fields(cfg) -> None:
+    """The corpus fields word2vec and GloVe share: a known corpus, 1-99 Wikipedia files, counts >= 0."""
+    if cfg.corpus not in ("english", "brown", "builtin"):
+        raise ConfigError(f"corpus: {cfg.corpus!r}; use english (english_corpus in the data root), brown or builtin")
+    if not 1 <= cfg.wiki_files <= 99:
+        raise ConfigError(f"wiki_files: {cfg.wiki_files}; use 1 to 99 (wiki_00 .. wiki_98; wiki_99 is held out)")
+    if cfg.min_count < 1 or cfg.max_vocab < 0:
+        raise ConfigError(f"min_count: {cfg.min_count}, max_vocab: {cfg.max_vocab}; use min_count >= 1 and "
+                          "max_vocab >= 0 (0: no cap)")
+    require_positive(cfg, "eval_restrict")
 
 
 class Word2Vec(nn.Module):
