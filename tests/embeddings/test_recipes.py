@@ -22,26 +22,37 @@ def test_quick_recipe_runs(run_recipe, name):
     assert saved["preset"] == "quick"
 
 
-def test_resume_gives_the_same_vectors(run_recipe, monkeypatch):
-    """Interrupt after 2 chunks and resume: the vectors equal an uninterrupted run (batches depend only on
-    (seed, step)). Uses the deterministic single-thread batched kernel."""
+@pytest.mark.parametrize("name, over, stop, keys", [
+    ("word2vec-sgns", ["impl=batched", "chunk_words=10000", "epochs=1"], 2, ["model/V"]),
+    # GloVe stopped inside its 2nd epoch (28 minibatches each): the epoch's shuffle and the AdaGrad sums carry over
+    ("glove", ["epochs=3"], 40, ["model/U", "model/V", "model/b", "model/GU", "model/Gc"])])
+def test_resume_gives_the_same_vectors(run_recipe, monkeypatch, name, over, stop, keys):
+    """Interrupt after a few steps and resume: the vectors equal an uninterrupted run's (batches depend only on
+    (seed, step)). word2vec uses the deterministic single-thread batched kernel."""
     import numpy as np
     from safetensors.torch import load_file
 
-    over = ["impl=batched", "chunk_words=10000", "epochs=1"]
-    full_dir, _ = run_recipe("word2vec-sgns", overrides=over)
-    monkeypatch.setenv("DLNOTES_STOP_AFTER", "2")
+    full_dir, full = run_recipe(name, overrides=over)
+    monkeypatch.setenv("DLNOTES_STOP_AFTER", str(stop))
     with pytest.raises(KeyboardInterrupt):
-        run_recipe("word2vec-sgns", overrides=over)
+        run_recipe(name, overrides=over)
     monkeypatch.delenv("DLNOTES_STOP_AFTER")
     part_dir = sorted((full_dir.parent).iterdir())[-1]
     from dlnotes.engine import execute
     execute(resume=part_dir, quiet=True)
 
-    def vecs(d):
+    def tensors(d):
         ck = d / "checkpoints" / (d / "checkpoints" / "latest").read_text().strip()
-        return load_file(str(ck / "weights.safetensors"))["model/V"].numpy()
-    np.testing.assert_allclose(vecs(part_dir), vecs(full_dir), atol=1e-6)
+        return load_file(str(ck / "weights.safetensors"))
+    part, whole = tensors(part_dir), tensors(full_dir)
+    for key in keys:
+        np.testing.assert_allclose(part[key].numpy(), whole[key].numpy(), atol=1e-6, err_msg=key)
+    if name == "glove":  # the logged epoch losses, the resumed epoch's included, match too
+        def losses(d):
+            rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+            return {r["epoch"]: r["loss"] for r in rows if "loss" in r}
+        assert losses(part_dir) == pytest.approx(losses(full_dir), rel=1e-6) and len(losses(full_dir)) == 3
+        assert losses(full_dir)[3] == pytest.approx(full["train_loss"], rel=1e-6)
 
 
 @pytest.mark.parametrize("name, key, value", [
