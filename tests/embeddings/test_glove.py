@@ -71,7 +71,8 @@ def test_adagrad_step_of_a_frequent_word_stays_within_the_rate():
     """A word in hundreds of a minibatch's pairs sums hundreds of gradients; accumulating before stepping keeps
     each coordinate's move within lr (stepping first, as the C code does per entry, moved it by lr * the sum)."""
     m = G.GloVe(50, 8, seed=0)
-    m.U.normal_(), m.V.normal_()
+    m.U.normal_()
+    m.V.normal_()
     i = torch.zeros(500, dtype=torch.long)  # word 0 paired with every other word, ten times over
     j = torch.arange(500) % 49 + 1
     x = torch.full((500,), 200.0)

@@ -20,8 +20,8 @@ few epochs at 0.05, NaN at 0.25. Accumulating first (as AdaGrad is defined, and 
 ``x_max = 10`` is the reference's own setting for text8-sized corpora (its ``demo.sh``; the paper's 100
 is for billions of tokens). Measured on ``wiki_00``-``wiki_09`` (1.65M tokens), analogy / WordSim-353:
 the earlier code (step first, 0.05, ``x_max`` 100) 0.001 / 0.07 after 5 epochs; step first at 0.05 with
-``x_max`` 10, 0.017 / 0.30 after 4; now 0.044 / 0.33 after 4 (word2vec's skip-gram, one epoch on the
-same tokens: 0.008 / 0.11).
+``x_max`` 10, 0.017 / 0.30 after 4 (8192-entry minibatches); now 0.044 / 0.33 after 4 (word2vec's
+skip-gram, one epoch on the same tokens: 0.008 / 0.11).
 """
 from __future__ import annotations
 
