@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from dlnotes.sequence import glove as G
@@ -83,10 +84,32 @@ def test_adagrad_step_of_a_frequent_word_stays_within_the_rate():
     assert (m.U[0] - before).abs().max() > 0.5 * lr  # it did move: the summed gradient is large
 
 
-def test_glove_training_lowers_the_loss():
+@pytest.mark.parametrize("impl", ["python", "numba"])
+def test_per_entry_steps_equal_minibatches_of_one(impl):
+    """The per-entry kernel (the reference C code's granularity) takes, entry by entry in the given order,
+    exactly the step adagrad_step takes on a minibatch of that one entry; entries outside the order are
+    untouched. numba compiles the same loop (one thread: sequential, so the result is exact)."""
+    if impl == "numba":
+        pytest.importorskip("numba")
+    g = torch.Generator().manual_seed(0)
+    i, j = torch.randint(0, 30, (400,), generator=g), torch.randint(0, 30, (400,), generator=g)
+    x = torch.rand(400, generator=g) * 30 + 0.1  # on both sides of x_max = 10
+    order = torch.randperm(400, generator=g)[:300]
+    ref, ours = G.GloVe(30, 8, seed=3), G.GloVe(30, 8, seed=3)
+    loss = sum(ref.adagrad_step(i[e:e + 1], j[e:e + 1], x[e:e + 1], 0.25, 10.0, 0.75) for e in order.tolist())
+    assert ours.entry_steps(i, j, x, order, 0.25, 10.0, 0.75, impl, threads=1) == pytest.approx(loss, rel=1e-5)
+    for name in ("U", "V", "b", "c", "GU", "GV", "Gb", "Gc"):
+        torch.testing.assert_close(getattr(ours, name), getattr(ref, name), rtol=1e-5, atol=1e-6, msg=name)
+    assert (ours.GU != 1).any(1).sum() == len(i[order].unique())  # the rows the order visits, and no others
+
+
+@pytest.mark.parametrize("impl", ["batched", "numba"])
+def test_glove_training_lowers_the_loss(impl):
     from dlnotes.data import text as T
 
+    if impl == "numba":
+        pytest.importorskip("numba")
     corpus = W.build_corpus(T.builtin_sentences()[:1500], min_count=2)
-    _, one = G.train_glove(corpus, G.GloVeConfig(dim=20, epochs=1, batch=4096, window=5))
-    _, six = G.train_glove(corpus, G.GloVeConfig(dim=20, epochs=6, batch=4096, window=5))
+    _, one = G.train_glove(corpus, G.GloVeConfig(dim=20, epochs=1, batch=4096, window=5, impl=impl))
+    _, six = G.train_glove(corpus, G.GloVeConfig(dim=20, epochs=6, batch=4096, window=5, impl=impl))
     assert six["final_loss"] < 0.8 * one["final_loss"] < 0.8 * one["initial_loss"]

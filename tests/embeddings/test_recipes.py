@@ -24,14 +24,17 @@ def test_quick_recipe_runs(run_recipe, name):
 
 @pytest.mark.parametrize("name, over, stop, keys", [
     ("word2vec-sgns", ["impl=batched", "chunk_words=10000", "epochs=1"], 2, ["model/V"]),
-    # GloVe stopped inside its 2nd epoch (28 minibatches each): the epoch's shuffle and the AdaGrad sums carry over
-    ("glove", ["epochs=3"], 40, ["model/U", "model/V", "model/b", "model/GU", "model/Gc"])])
+    # GloVe stopped inside its 2nd epoch (28 steps each): the epoch's shuffle and the AdaGrad sums carry over
+    ("glove", ["epochs=3", "impl=batched"], 40, ["model/U", "model/V", "model/b", "model/GU", "model/Gc"]),
+    ("glove", ["epochs=3", "impl=numba", "threads=1"], 40, ["model/U", "model/V", "model/b", "model/GU", "model/Gc"])])
 def test_resume_gives_the_same_vectors(run_recipe, monkeypatch, name, over, stop, keys):
     """Interrupt after a few steps and resume: the vectors equal an uninterrupted run's (batches depend only on
-    (seed, step)). word2vec uses the deterministic single-thread batched kernel."""
+    (seed, step)). word2vec uses the deterministic single-thread batched kernel, GloVe each kernel on one thread."""
     import numpy as np
     from safetensors.torch import load_file
 
+    if "impl=numba" in over:
+        pytest.importorskip("numba")
     full_dir, full = run_recipe(name, overrides=over)
     monkeypatch.setenv("DLNOTES_STOP_AFTER", str(stop))
     with pytest.raises(KeyboardInterrupt):
@@ -57,7 +60,8 @@ def test_resume_gives_the_same_vectors(run_recipe, monkeypatch, name, over, stop
 
 @pytest.mark.parametrize("name, key, value", [
     ("glove", "x_max", "0"), ("glove", "lr", "-1"), ("glove", "window", "0"), ("glove", "batch", "0"),
-    ("glove", "wiki_files", "100"), ("glove", "corpus", "wiki"), ("word2vec-sgns", "window", "0"),
+    ("glove", "wiki_files", "100"), ("glove", "corpus", "wiki"), ("glove", "impl", "cuda"), ("glove", "threads", "0"),
+    ("word2vec-sgns", "window", "0"),
     ("word2vec-sgns", "dim", "0"), ("word2vec-sgns", "negative", "-1"), ("word2vec-sgns", "min_lr", "1"),
     ("word2vec-sgns", "impl", "fortran"), ("word2vec-cbow-ns", "min_count", "0")])
 def test_bad_values_are_refused_before_the_run(tmp_path, capsys, name, key, value):

@@ -7,24 +7,36 @@ Co-occurrence counts ``x_ij`` are summed over a symmetric window, each pair at d
     f(x) = min(1, (x / x_max)^alpha),   alpha = 0.75, x_max = 100 in the paper (10 here, see below),
 
 so frequent pairs do not dominate and pairs that never co-occur (log 0) never enter. It is minimised
-with AdaGrad (Duchi et al. 2011) over shuffled minibatches of the non-zero entries: for each parameter
-``theta`` with gradient ``g`` (summed over the minibatch's entries that share a row),
-``G <- G + g^2`` then ``theta <- theta - eta g / sqrt(G)``, ``G`` starting at 1. The word vectors are
-``U + V`` (the paper's ``W + W~``).
+with AdaGrad (Duchi et al. 2011) over the shuffled non-zero entries: for each parameter ``theta`` with
+gradient ``g``, ``G <- G + g^2`` then ``theta <- theta - eta g / sqrt(G)``, ``G`` starting at 1. The word
+vectors are ``U + V`` (the paper's ``W + W~``). Two granularities of the same step:
 
-**Where this departs from the reference C code, and why.** The C code updates one entry at a time
-(``eta = 0.05``) and steps *before* it accumulates. On a minibatch a frequent word's gradient is the sum
-of hundreds of entries', so stepping first moves it by ``eta`` times that sum: too slow to learn in a
-few epochs at 0.05, NaN at 0.25. Accumulating first (as AdaGrad is defined, and as
-``torch.optim.Adagrad`` does) bounds every coordinate's step by ``eta``, so the rate can be 0.25.
+* ``impl="numba"`` (the default when numba is installed): one entry at a time, as the reference C code
+  updates, ``threads`` threads each taking a share of the entries without locks (Hogwild). The loop
+  (``entry_updates``) is plain Python, compiled by numba; ``impl="python"`` runs it uncompiled.
+* ``impl="batched"``: torch minibatches of ``batch`` entries, ``g`` summed over a minibatch's entries that
+  share a row. No compiler needed; 2-3x slower on this CPU.
+
+**Where this departs from the reference C code, and why.** The C code steps *before* it accumulates
+(``eta = 0.05``, ``G`` holding sums of ``(eta g)^2``). On a minibatch a frequent word's gradient is the
+sum of hundreds of entries', so stepping first moves it by ``eta`` times that sum: too slow to learn in
+a few epochs at 0.05, NaN at 0.25. Accumulating first (as AdaGrad is defined, and as
+``torch.optim.Adagrad`` does) bounds every coordinate's step by ``eta``, so the rate can be 0.25; both
+impls use that order, so they differ only in how many entries share a step.
 ``x_max = 10`` is the reference's own setting for text8-sized corpora (its ``demo.sh``; the paper's 100
 is for billions of tokens). Measured on ``wiki_00``-``wiki_09`` (1.65M tokens), analogy / WordSim-353:
 the earlier code (step first, 0.05, ``x_max`` 100) 0.001 / 0.07 after 5 epochs; step first at 0.05 with
-``x_max`` 10, 0.017 / 0.30 after 4 (8192-entry minibatches); now 0.044 / 0.33 after 4 (word2vec's
-skip-gram, one epoch on the same tokens: 0.008 / 0.11).
+``x_max`` 10, 0.017 / 0.30 after 4 (8192-entry minibatches); accumulating first, 0.044 / 0.33 after 4
+(word2vec's skip-gram, one epoch on the same tokens: 0.008 / 0.11). The per-entry rate was chosen on
+SimLex-999, which no result reports (4 epochs, 65536-entry minibatches for ``batched``):
+eta = 0.05 / 0.1 / 0.25 / 0.5 / 1 gave 0.073 / 0.103 / **0.115** / 0.111 / -0.031 one entry at a time
+(analogy / WordSim at 0.25: 0.049 / 0.386, 17 s on 2 threads), against 0.116 in minibatches at 0.25
+(0.045 / 0.329, 48 s): the same rate suits both.
 """
 from __future__ import annotations
 
+import importlib.util
+import math
 import time
 from dataclasses import dataclass
 
@@ -32,8 +44,11 @@ import numpy as np
 import torch
 
 from ..engine import Run, recipe
-from ..engine.config import require_positive
+from ..engine.config import ConfigError, require_positive
+from .w2v_kernels import numba_copy
 from .word2vec import Corpus, check_corpus_fields, evaluate_and_report, load_training_corpus
+
+prange = range  # the Python reference runs the thread loop serially; the numba copy runs it on threads
 
 
 @dataclass
@@ -49,14 +64,19 @@ class GloVeConfig:
     alpha: float = 0.75  # f(x) = (x / x_max)^alpha below x_max
     lr: float = 0.25  # AdaGrad step eta (bounds each coordinate's step)
     epochs: int = 15  # passes over the non-zero co-occurrences
-    batch: int = 65536  # non-zero entries per AdaGrad minibatch
+    impl: str = "auto"  # numba (per-entry steps, compiled, Hogwild threads) | batched (torch) | python | auto
+    threads: int = 2  # Hogwild threads for impl=numba
+    batch: int = 65536  # non-zero entries per step (one AdaGrad minibatch for impl=batched)
     chunk_words: int = 1_000_000  # tokens counted at a time when building the co-occurrence matrix
     eval_restrict: int = 30_000  # analogy search vocabulary
     ckpt_every: int = 0  # steps (minibatches) between checkpoints
 
     def check(self):
         check_corpus_fields(self)
-        require_positive(self, "window", "dim", "x_max", "alpha", "lr", "epochs", "batch", "chunk_words")
+        require_positive(self, "window", "dim", "x_max", "alpha", "lr", "epochs", "batch", "chunk_words", "threads")
+        if self.impl not in ("numba", "batched", "python", "auto"):
+            raise ConfigError(f"impl: {self.impl!r}; use numba (per-entry steps, compiled), batched (torch "
+                              "minibatches), python (the per-entry loop uncompiled: tiny inputs only) or auto")
 
 
 def cooccurrence(corpus: Corpus, window: int, chunk_words: int = 1_000_000):
@@ -90,6 +110,43 @@ def glove_loss(U, V, b, c, i, j, x, x_max: float = 100.0, alpha: float = 0.75) -
     """sum_k f(x_k) (u_{i_k}.v_{j_k} + b_{i_k} + c_{j_k} - log x_k)^2 over the given non-zero entries."""
     diff = (U[i] * V[j]).sum(-1) + b[i] + c[j] - torch.log(x)
     return (weight(x, x_max, alpha) * diff ** 2).sum()
+
+
+def entry_updates(U, V, b, c, GU, GV, Gb, Gc, I, J, X, order, lr, x_max, alpha, threads):
+    """AdaGrad one non-zero entry at a time: for each entry ``e`` in ``order``, with
+    (i, j, x) = (I[e], J[e], X[e]), the step ``GloVe.adagrad_step`` takes on a
+    minibatch of that one entry (accumulate G += g^2, then step lr g / sqrt(G)), as the reference C code
+    updates. ``threads`` take contiguous ranges of the entries and update U, V, b, c without locks
+    (Hogwild); with one thread the result is exactly sequential. Returns the loss summed over the entries,
+    each taken just before its own step."""
+    n, d = order.shape[0], U.shape[1]
+    losses = np.zeros(threads)
+    for th in prange(threads):
+        total = 0.0
+        for t in range(n * th // threads, n * (th + 1) // threads):
+            e = order[t]
+            i, j, x = I[e], J[e], X[e]
+            diff = b[i] + c[j] - math.log(x)
+            for k in range(d):
+                diff += U[i, k] * V[j, k]
+            fw = min(1.0, (x / x_max) ** alpha)
+            total += fw * diff * diff
+            fd = 2.0 * fw * diff
+            for k in range(d):
+                gu, gv = fd * V[j, k], fd * U[i, k]
+                GU[i, k] += gu * gu
+                GV[j, k] += gv * gv
+                U[i, k] -= lr * gu / math.sqrt(GU[i, k])
+                V[j, k] -= lr * gv / math.sqrt(GV[j, k])
+            Gb[i] += fd * fd
+            b[i] -= lr * fd / math.sqrt(Gb[i])
+            Gc[j] += fd * fd
+            c[j] -= lr * fd / math.sqrt(Gc[j])
+        losses[th] = total
+    return losses.sum()
+
+
+_JIT: dict = {}
 
 
 class GloVe(torch.nn.Module):
@@ -126,12 +183,34 @@ class GloVe(torch.nn.Module):
                 P[rows] -= lr * g / acc.sqrt()
         return loss
 
+    def entry_steps(self, i, j, x, order, lr: float, x_max: float, alpha: float, impl: str = "numba",
+                    threads: int = 1) -> float:
+        """AdaGrad one entry at a time over entries ``order`` of (i, j, x) (``entry_updates``); returns the
+        summed loss."""
+        kernel = entry_updates
+        if impl == "numba":
+            import numba
+
+            if "entry_updates" not in _JIT:
+                _JIT["entry_updates"] = numba_copy(entry_updates, {**globals(), "prange": numba.prange}, parallel=True)
+            kernel = _JIT["entry_updates"]
+            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        else:
+            threads = 1
+        tensors = (self.U, self.V, self.b, self.c, self.GU, self.GV, self.Gb, self.Gc, i, j, x, order)
+        return float(kernel(*(t.numpy() for t in tensors), lr, x_max, alpha, threads))
+
     def vectors(self) -> np.ndarray:
         return (self.U + self.V).numpy()  # the paper's W + W~
 
 
 def train_glove(corpus: Corpus, cfg: GloVeConfig, seed: int = 0, run: Run | None = None):
     """Count co-occurrences, then AdaGrad epochs over the shuffled non-zeros; returns (vectors, info)."""
+    impl, has_numba = cfg.impl, importlib.util.find_spec("numba") is not None
+    if impl == "auto":  # the compiled per-entry steps when numba is installed, else torch minibatches
+        impl = "numba" if has_numba else "batched"
+    if impl == "numba" and not has_numba:
+        raise RuntimeError("impl=numba needs numba (pip install numba); use impl=batched")
     t0 = time.time()
     X = cooccurrence(corpus, cfg.window, cfg.chunk_words).tocoo()
     i = torch.from_numpy(X.row.astype(np.int64))
@@ -161,7 +240,10 @@ def train_glove(corpus: Corpus, cfg: GloVeConfig, seed: int = 0, run: Run | None
             perm = torch.randperm(nnz, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
             epoch_loss = 0.0 if k == 0 else epoch_loss
         sel = perm[k * cfg.batch:(k + 1) * cfg.batch]
-        epoch_loss += model.adagrad_step(i[sel], j[sel], x[sel], cfg.lr, cfg.x_max, cfg.alpha)
+        if impl == "batched":
+            epoch_loss += model.adagrad_step(i[sel], j[sel], x[sel], cfg.lr, cfg.x_max, cfg.alpha)
+        else:
+            epoch_loss += model.entry_steps(i, j, x, sel, cfg.lr, cfg.x_max, cfg.alpha, impl, cfg.threads)
         if run is not None:
             run.state["epoch_loss"] = epoch_loss
         if run is not None and k == per_epoch - 1:

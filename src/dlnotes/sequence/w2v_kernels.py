@@ -194,6 +194,13 @@ def cbow_updates(V, U, ids, sent, table, codes, points, lengths, objective, wind
 _JIT: dict = {}
 
 
+def numba_copy(f, env: dict, parallel: bool = False):
+    """``f`` compiled by numba with globals ``env`` (cached on disk): the readable loop, run as machine code."""
+    import numba
+
+    return numba.njit(parallel=parallel, fastmath=True, cache=True)(type(f)(f.__code__, env, f.__name__))
+
+
 def jitted(name: str):
     """The numba-compiled copy of ``skipgram_updates`` / ``cbow_updates`` (compiled on first use, cached on disk)."""
     if not _JIT:
@@ -202,10 +209,9 @@ def jitted(name: str):
         env = {"np": np, "math": math, "prange": numba.prange, "NS": NS, "HS": HS, "SOFTMAX": SOFTMAX,
                "_MASK48": _MASK48, "__name__": __name__}
         for f in (_output_update, _next_random, _draw_window):
-            env[f.__name__] = numba.njit(fastmath=True, cache=True)(type(f)(f.__code__, env, f.__name__))
+            env[f.__name__] = numba_copy(f, env)
         for f in (skipgram_updates, cbow_updates):  # same code, globals pointing at the jitted helper
-            _JIT[f.__name__] = numba.njit(parallel=True, fastmath=True, cache=True)(
-                type(f)(f.__code__, env, f.__name__))
+            _JIT[f.__name__] = numba_copy(f, env, parallel=True)
     return _JIT[name]
 
 
